@@ -1,0 +1,128 @@
+"""The contract between the method (``vmc_cli``) and a model family (a backend plugin).
+
+A backend owns a model family: it loads the models, says which parameters are
+temporal attention, maps clips to model space and back, predicts noise with
+the key-frame model and runs the later cascade stages. The method (tuning,
+inversion, sampling, the profile store) lives in ``vmc_cli`` and only talks to
+a backend through this class, so a new backbone needs a new backend and
+nothing else.
+
+Video tensors are (batch, channels, frames, height, width) in the key-frame
+model's space (pixels in [-1, 1] for a pixel model, latents for a latent one).
+Frames on disk are uint8 numpy arrays (frames, height, width, 3).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+    import torch
+
+    from .progress import Reporter
+
+
+class Backend:
+    #: set by the plugin manager to the registered name
+    name: str = "?"
+    #: number of key-frames the key-frame model makes
+    num_frames: int = 8
+    #: key-frame resolution in pixels
+    width: int = 64
+    height: int = 40
+    #: frames per second of the final video
+    fps: float = 8.0
+    #: method defaults; every one is a visible CLI option
+    defaults: dict[str, Any] = {
+        "steps": 400,
+        "lr": 1e-4,
+        "invert_steps": 75,
+        "sample_steps": 75,
+        "guidance": 9.0,
+        "negative_prompt": "",
+    }
+    #: substring of module names that are temporal attention blocks
+    temporal_attention_marker: str = "temp_attentions"
+
+    device: "torch.device"
+    dtype: "torch.dtype"
+
+    # -- loading ---------------------------------------------------------
+    def load(self, *, device: str = "cpu", dtype: str | None = None, model_path: str | None = None,
+             stages: tuple[str, ...] = ("keyframes",), progress: "Reporter | None" = None) -> None:
+        """Load the models. ``stages`` says which parts are needed: ``keyframes``
+        (key-frame model and text encoder), names from ``cascade_stages``, or
+        ``all`` (see :meth:`expand_stages`). Loading twice loads only what is new."""
+        raise NotImplementedError
+
+    def expand_stages(self, stages: tuple[str, ...]) -> tuple[str, ...]:
+        """``("all",)`` -> ``("keyframes", *cascade_stages)``; unknown names are an error."""
+        if "all" in stages:
+            return ("keyframes", *self.cascade_stages)
+        unknown = [s for s in stages if s != "keyframes" and s not in self.cascade_stages]
+        if unknown:
+            from .errors import VmcError
+
+            raise VmcError(f"backend {self.name!r} has no stage {unknown[0]!r}",
+                           f"its stages: keyframes, {', '.join(self.cascade_stages)}")
+        return tuple(stages)
+
+    def model_info(self) -> dict[str, dict[str, str]]:
+        """Models in use: ``{role: {"id": ..., "revision": ...}}``, recorded in
+        profile manifests and compared on load."""
+        raise NotImplementedError
+
+    # -- key-frame model -------------------------------------------------
+    @property
+    def unet(self) -> "torch.nn.Module":
+        """The key-frame denoiser whose temporal attention is tuned."""
+        raise NotImplementedError
+
+    def encode_prompts(self, prompts: list[str]) -> "torch.Tensor":
+        """Text embeddings for the key-frame model, one row per prompt."""
+        raise NotImplementedError
+
+    def release_text_encoder(self) -> None:
+        """Free the text encoder (called once embeddings are computed)."""
+
+    def predict_noise(self, x: "torch.Tensor", t: "torch.Tensor", text: "torch.Tensor") -> "torch.Tensor":
+        """Predicted noise (epsilon) for noisy key-frames ``x`` at timesteps ``t``
+        (shape (batch,)) under text embeddings ``text`` (batch rows)."""
+        raise NotImplementedError
+
+    def noise_scheduler_config(self) -> dict:
+        """The key-frame model's training noise schedule (a diffusers scheduler config)."""
+        raise NotImplementedError
+
+    def sampling_scheduler(self):
+        """A diffusers DDIM-family scheduler for sampling key-frames."""
+        from diffusers import DDIMScheduler
+
+        return DDIMScheduler.from_config(self.noise_scheduler_config())
+
+    def inversion_scheduler(self):
+        """A diffusers inverse scheduler for DDIM inversion of a clip."""
+        from diffusers import DDIMInverseScheduler
+
+        return DDIMInverseScheduler.from_config(self.noise_scheduler_config())
+
+    # -- clips -------------------------------------------------------------
+    def frames_to_model(self, frames: "np.ndarray") -> "torch.Tensor":
+        """(frames, height, width, 3) uint8 at key-frame size -> (1, C, F, h, w) model space."""
+        raise NotImplementedError
+
+    def model_to_frames(self, x: "torch.Tensor") -> "np.ndarray":
+        """(1, C, F, h, w) model space -> (frames, height, width, 3) uint8."""
+        raise NotImplementedError
+
+    # -- cascade -----------------------------------------------------------
+    #: names of the later stages, in order (``keyframes`` always comes first)
+    cascade_stages: tuple[str, ...] = ()
+
+    def run_cascade(self, keyframes: "torch.Tensor", prompt: str, *, negative_prompt: str = "",
+                    seed: int = 0, stages: tuple[str, ...] | None = None,
+                    progress: "Reporter | None" = None) -> "np.ndarray":
+        """Run the frozen later stages on sampled key-frames (model space) and
+        return the final frames as uint8. ``stages`` limits which ones run."""
+        return self.model_to_frames(keyframes)

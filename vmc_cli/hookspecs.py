@@ -1,0 +1,31 @@
+"""Hook specifications for vmc plugins.
+
+A plugin is a module (or object) registered under the entry-point group
+``vmc`` that implements one or more of these hooks, marked with
+``vmc_cli.hookimpl``::
+
+    from vmc_cli import hookimpl
+
+    @hookimpl
+    def register_backends(register):
+        register("mymodel", MyBackend, description="My video model")
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("vmc")
+hookimpl = pluggy.HookimplMarker("vmc")
+
+
+@hookspec
+def register_backends(register):
+    """Register model backends.
+
+    Call ``register(name, factory, description="")`` once per backend.
+    ``factory`` is a zero-argument callable (usually a class) that returns a
+    :class:`vmc_cli.backend.Backend`. It is only called when the backend is
+    used, so keep the plugin module itself free of heavy imports (torch,
+    diffusers): ``vmc backends`` and ``vmc --help`` import every plugin.
+    """

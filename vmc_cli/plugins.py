@@ -1,0 +1,80 @@
+"""The plugin manager: backends are pluggy plugins in the entry-point group ``vmc``.
+
+Built-in backends are installed through the same entry points as third-party
+ones (see ``pyproject.toml``), so there is one path for all of them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+import pluggy
+
+from . import hookspecs
+from .errors import VmcError
+
+pm = pluggy.PluginManager("vmc")
+pm.add_hookspecs(hookspecs)
+
+_loaded = False
+
+
+def load_plugins() -> None:
+    """Load plugins from the ``vmc`` entry-point group (once).
+
+    ``VMC_LOAD_PLUGINS`` (comma-separated entry-point names) restricts which
+    ones are loaded; an empty value loads none.
+    """
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    only = os.environ.get("VMC_LOAD_PLUGINS")
+    if only is None:
+        pm.load_setuptools_entrypoints("vmc")
+        return
+    from importlib.metadata import entry_points
+
+    wanted = {n.strip() for n in only.split(",") if n.strip()}
+    for ep in entry_points(group="vmc"):
+        if ep.name in wanted and not pm.has_plugin(ep.name):
+            pm.register(ep.load(), name=ep.name)
+
+
+@dataclass(frozen=True)
+class BackendEntry:
+    name: str
+    factory: Callable
+    description: str
+    plugin: str
+
+
+def get_backends() -> dict[str, BackendEntry]:
+    """Every registered backend, by name."""
+    load_plugins()
+    backends: dict[str, BackendEntry] = {}
+
+    def register(name, factory, description=""):
+        plugin = getattr(factory, "__module__", None) or "?"
+        if name in backends:
+            raise VmcError(
+                f"backend {name!r} is registered twice ({backends[name].plugin} and {plugin})",
+                "uninstall one of the two plugins",
+            )
+        backends[name] = BackendEntry(name, factory, description, plugin)
+
+    pm.hook.register_backends(register=register)
+    return backends
+
+
+def get_backend(name: str):
+    """Instantiate the backend called ``name`` (not yet loaded: call ``.load()``)."""
+    backends = get_backends()
+    if name not in backends:
+        known = ", ".join(sorted(backends)) or "none"
+        raise VmcError(f"unknown backend {name!r} (installed: {known})", "run `vmc backends` to list them")
+    backend = backends[name].factory()
+    backend.name = name
+    return backend
