@@ -1,0 +1,41 @@
+"""Key-frames from inverted noise with the tuned model, then the backend's frozen cascade."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from .progress import SILENT, Reporter
+
+Predict = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@torch.no_grad()
+def ddim_sample(predict: Predict, scheduler, x_t: torch.Tensor, steps: int,
+                progress: Reporter = SILENT, label: str = "key-frames") -> torch.Tensor:
+    """Run the DDIM sampler (``diffusers.DDIMScheduler``, eta 0) from ``x_t`` to a clean clip."""
+    scheduler.set_timesteps(steps, device=x_t.device)
+    x = x_t
+    for t in progress.track(scheduler.timesteps, label):
+        eps = predict(x, t.expand(x.shape[0]))
+        x = scheduler.step(eps, t, x, eta=0.0).prev_sample
+    return x
+
+
+def guided(predict_batched: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+           cond: torch.Tensor, uncond: torch.Tensor | None, guidance: float) -> Predict:
+    """Classifier-free guidance as a ``predict`` callable: conditional and
+    unconditional passes are batched into one call of
+    ``predict_batched(x, t, text)``. With ``guidance == 1`` or no ``uncond``
+    it is a single conditional pass."""
+    if uncond is None or guidance == 1.0:
+        return lambda x, t: predict_batched(x, t, cond.expand(x.shape[0], *cond.shape[1:]))
+
+    def predict(x, t):
+        b = x.shape[0]
+        text = torch.cat([cond.expand(b, *cond.shape[1:]), uncond.expand(b, *uncond.shape[1:])])
+        eps_c, eps_u = predict_batched(torch.cat([x, x]), torch.cat([t, t]), text).chunk(2)
+        return eps_u + guidance * (eps_c - eps_u)
+
+    return predict

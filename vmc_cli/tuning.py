@@ -1,0 +1,162 @@
+"""Temporal attention adaptation: the VMC training loop, backend-agnostic.
+
+Only the target parameters of the backend's key-frame model are trained (by
+default the query/key/value projections of every temporal attention block)
+with the motion-distillation loss; everything else stays frozen.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import torch
+
+from .errors import VmcError
+from .motion import LOSSES, motion_distillation_loss
+from .progress import SILENT, Reporter
+
+TARGETS = ("qkv", "temporal", "attention")
+QKV = ("to_q", "to_k", "to_v")
+
+
+@dataclass
+class TuneConfig:
+    steps: int = 400
+    lr: float = 1e-4
+    loss: str = "cos"
+    seed: int = 0
+    target: str = "qkv"
+    stride: int = 1
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 1e-2
+    adam_eps: float = 1e-8
+    max_grad_norm: float = 1.0
+    batch_size: int = 1
+    timestep_range: tuple[int, int] = field(default=(0, -1))  # -1: the schedule's last timestep
+
+    def __post_init__(self):
+        if self.loss not in LOSSES:
+            raise VmcError(f"unknown loss {self.loss!r}", f"choose one of {', '.join(LOSSES)}")
+        if self.steps < 1:
+            raise VmcError("--steps must be at least 1")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise VmcError("--lr must be a positive number")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def select_parameters(unet: torch.nn.Module, target: str, marker: str = "temp_attentions") -> dict[str, torch.nn.Parameter]:
+    """The parameters to train, by name.
+
+    - ``qkv``: to_q/to_k/to_v of every module whose name contains ``marker``
+      (the temporal attention blocks): the paper's setting;
+    - ``temporal``: every parameter inside the temporal attention blocks;
+    - ``attention``: to_q/to_k/to_v (and added-KV projections) of every
+      attention layer, spatial and cross-attention included (the paper's ablation);
+    - anything else is a regular expression searched in parameter names.
+    """
+    params = dict(unet.named_parameters())
+    proj = r"\.(to_q|to_k|to_v)\.(weight|bias)$"
+    inside = rf"(^|\.){re.escape(marker)}\."
+    if target == "qkv":
+        pat = re.compile(inside + ".*" + proj)
+    elif target == "temporal":
+        pat = re.compile(inside)
+    elif target == "attention":
+        pat = re.compile(r"\.(to_q|to_k|to_v|add_k_proj|add_v_proj)\.(weight|bias)$")
+    else:
+        try:
+            pat = re.compile(target)
+        except re.error as exc:
+            raise VmcError(f"--target {target!r} is not a valid regular expression ({exc})") from None
+    chosen = {n: p for n, p in params.items() if pat.search(n)}
+    if not chosen:
+        raise VmcError(f"--target {target!r} matches no parameter of the key-frame model",
+                       f"use one of {', '.join(TARGETS)} or a pattern that matches parameter names")
+    return chosen
+
+
+def tune(backend, video: torch.Tensor, text: torch.Tensor, config: TuneConfig,
+         progress: Reporter = SILENT, on_step: Callable[[int, float], None] | None = None) -> dict:
+    """Fine-tune the backend's key-frame model on one clip.
+
+    ``video``: the clip in model space, (1, channels, frames, height, width);
+    ``text``: the tuning prompt's embedding, (1, tokens, dim).
+    Returns ``{"weights": {name: tensor}, "losses": [...], "parameters": n}``;
+    the trained weights are also left in ``backend.unet``.
+    """
+    from diffusers import DDPMScheduler
+
+    unet = backend.unet
+    targets = select_parameters(unet, config.target, backend.temporal_attention_marker)
+    unet.requires_grad_(False)
+    trainable = list(targets.values())
+    for p in trainable:
+        p.requires_grad_(True)
+    scheduler = DDPMScheduler.from_config(backend.noise_scheduler_config())
+    abar_all = scheduler.alphas_cumprod.to(torch.float32)
+    t_lo, t_hi = config.timestep_range
+    t_hi = scheduler.config.num_train_timesteps - 1 if t_hi < 0 else t_hi
+    optimizer = torch.optim.AdamW(trainable, lr=config.lr, betas=config.betas,
+                                  weight_decay=config.weight_decay, eps=config.adam_eps)
+    gen = torch.Generator("cpu").manual_seed(config.seed)
+    device = video.device
+    x0 = video.expand(config.batch_size, *video.shape[1:])
+    emb = text.expand(config.batch_size, *text.shape[1:])
+    losses: list[float] = []
+    unet.train()
+    task = progress.task("tuning", config.steps)
+    try:
+        for step in range(config.steps):
+            t = torch.randint(t_lo, t_hi + 1, (config.batch_size,), generator=gen)
+            noise = torch.randn(x0.shape, generator=gen, dtype=torch.float32).to(device)
+            abar = abar_all[t]
+            x_t = scheduler.add_noise(x0.float(), noise, t)
+            eps = backend.predict_noise(x_t, t.to(device), emb)
+            loss = motion_distillation_loss(eps.float(), noise, config.loss, config.stride, abar.to(device))
+            if not torch.isfinite(loss):
+                raise VmcError(f"the loss became {loss.item()} at step {step + 1}",
+                               "lower --lr, or use --dtype float32")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
+            optimizer.step()
+            value = float(loss.detach())
+            losses.append(value)
+            task.advance(info=f"loss {value:.4f}")
+            if on_step is not None:
+                on_step(step, value)
+    finally:
+        unet.eval()
+        unet.requires_grad_(False)
+    weights = {n: p.detach().to("cpu", torch.float32).contiguous() for n, p in targets.items()}
+    return {"weights": weights, "losses": losses, "parameters": sum(w.numel() for w in weights.values())}
+
+
+def loss_summary(losses: list[float]) -> dict:
+    tail = losses[-10:]
+    return {
+        "first": losses[0],
+        "last": losses[-1],
+        "min": min(losses),
+        "mean_last_10": sum(tail) / len(tail),
+    }
+
+
+def apply_weights(unet: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
+    """Copy tuned parameters into the key-frame model, refusing unknown names or shapes."""
+    params = dict(unet.named_parameters())
+    for name, value in weights.items():
+        if name not in params:
+            raise VmcError(f"the profile's weights name {name!r}, which the model does not have",
+                           "the profile was made with another model; tune again")
+        if params[name].shape != value.shape:
+            raise VmcError(f"the profile's {name} has shape {tuple(value.shape)}, the model's is "
+                           f"{tuple(params[name].shape)}", "the profile was made with another model; tune again")
+    with torch.no_grad():
+        for name, value in weights.items():
+            params[name].copy_(value.to(params[name].device, params[name].dtype))
