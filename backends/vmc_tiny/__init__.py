@@ -1,0 +1,23 @@
+"""The built-in ``tiny`` backend: a small random-weight cascade that runs on a CPU in seconds.
+
+Registered through the ``vmc`` entry-point group like any third-party plugin.
+This module stays free of heavy imports; the models live in ``vmc_tiny.backend``.
+"""
+
+from vmc_cli import hookimpl
+
+
+def tiny_backend():
+    from .backend import TinyBackend
+
+    return TinyBackend()
+
+
+@hookimpl
+def register_backends(register):
+    register(
+        "tiny",
+        tiny_backend,
+        description="Tiny random-weight pixel cascade (8 key-frames at 64x40 -> 29 frames at 96x60); "
+        "no download, CPU, for demos and tests",
+    )

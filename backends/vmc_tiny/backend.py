@@ -1,0 +1,253 @@
+"""A tiny pixel-space cascade with the same shape as a real one, random weights from a fixed seed.
+
+- key-frames: a diffusers ``UNet3DConditionModel`` (temporal attention in
+  ``temp_attentions``) on 8 frames of 64x40 pixels in [-1, 1], epsilon
+  prediction, cosine noise schedule;
+- text: a small CLIP text encoder and a hashing word tokenizer, made offline;
+- interpolation: 8 -> 29 frames, 3 new frames between each pair, conditioned
+  on the pair and a mask (7 input channels), shared initial noise across pairs;
+- upscaling: 1.5x (to 96x60), conditioned on the bilinearly upsampled frames (6 input channels).
+
+The later stages start from a noised version of their deterministic
+baseline (linear blend, bilinear upsampling) at ``strength``, as in
+video-to-video refinement, so that their output stays close to its input
+even with random weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import zlib
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vmc_cli.backend import Backend
+from vmc_cli.errors import VmcError
+from vmc_cli.progress import SILENT
+
+SEED = 0
+
+UNET = dict(
+    sample_size=32,
+    in_channels=3,
+    out_channels=3,
+    down_block_types=("DownBlock3D", "DownBlock3D", "CrossAttnDownBlock3D"),
+    up_block_types=("CrossAttnUpBlock3D", "UpBlock3D", "UpBlock3D"),
+    block_out_channels=(32, 32, 64),
+    layers_per_block=1,
+    cross_attention_dim=32,
+    attention_head_dim=8,
+    norm_num_groups=32,
+)
+TEXT = dict(
+    vocab_size=1024,
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    max_position_embeddings=16,
+    pad_token_id=0,
+    bos_token_id=1,
+    eos_token_id=2,
+)
+SCHEDULER = dict(
+    num_train_timesteps=1000,
+    beta_schedule="squaredcos_cap_v2",
+    prediction_type="epsilon",
+    clip_sample=False,
+    set_alpha_to_one=True,
+    steps_offset=0,
+)
+STAGES = {
+    # name: (extra input channels, steps, guidance, strength)
+    "interpolation": dict(in_channels=7, steps=3, guidance=2.0, strength=0.6),
+    "upscale": dict(in_channels=6, steps=2, guidance=1.0, strength=0.5, scale=1.5),
+}
+
+
+def _revision(*parts) -> str:
+    blob = json.dumps([SEED, *parts], sort_keys=True, default=list).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+class HashTokenizer:
+    """Lower-cased words and punctuation, each mapped to an id by CRC32 (no vocabulary file)."""
+
+    def __init__(self, vocab_size: int, max_length: int, pad: int = 0, bos: int = 1, eos: int = 2):
+        self.vocab_size, self.max_length = vocab_size, max_length
+        self.pad, self.bos, self.eos = pad, bos, eos
+
+    def token_ids(self, text: str) -> list[int]:
+        words = re.findall(r"[a-z0-9]+|[^\sa-z0-9]", text.lower())
+        ids = [3 + zlib.crc32(w.encode()) % (self.vocab_size - 3) for w in words]
+        ids = [self.bos, *ids[: self.max_length - 2], self.eos]
+        return ids + [self.pad] * (self.max_length - len(ids))
+
+    def __call__(self, texts: list[str]) -> torch.Tensor:
+        return torch.tensor([self.token_ids(t) for t in texts], dtype=torch.long)
+
+
+def _build_unet(in_channels: int, seed: int):
+    from diffusers import UNet3DConditionModel
+
+    torch.manual_seed(seed)
+    return UNet3DConditionModel(**{**UNET, "in_channels": in_channels}).eval()
+
+
+class TinyBackend(Backend):
+    num_frames = 8
+    width, height = 64, 40
+    fps = 8.0
+    defaults = {**Backend.defaults}
+    cascade_stages = ("interpolation", "upscale")
+
+    def __init__(self):
+        self._unet = None
+        self._stages: dict[str, torch.nn.Module] = {}
+        self._text_encoder = None
+        self._tokenizer = HashTokenizer(TEXT["vocab_size"], TEXT["max_position_embeddings"])
+        self._embeddings: dict[str, torch.Tensor] = {}
+        self.device = torch.device("cpu")
+        self.dtype = torch.float32
+
+    # -- loading -----------------------------------------------------------
+    def load(self, *, device="cpu", dtype=None, model_path=None, stages=("keyframes",), progress=None):
+        if model_path:
+            raise VmcError("the tiny backend has no model files to load", "drop --model-path")
+        stages = self.expand_stages(tuple(stages))
+        self.device = torch.device(device)
+        self.dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16}.get(dtype or "", torch.float32)
+        if "keyframes" in stages and self._unet is None:
+            from transformers import CLIPTextConfig, CLIPTextModel
+
+            self._unet = self._place(_build_unet(3, SEED))
+            torch.manual_seed(SEED + 1)
+            self._text_encoder = CLIPTextModel(CLIPTextConfig(**TEXT)).eval().to(self.device)
+        for i, name in enumerate(self.cascade_stages):
+            if name in stages and name not in self._stages:
+                unet = _build_unet(STAGES[name]["in_channels"], SEED + 10 + i)
+                self._stages[name] = self._place(unet)
+        if any(s in stages for s in self.cascade_stages) and self._text_encoder is None:
+            from transformers import CLIPTextConfig, CLIPTextModel
+
+            torch.manual_seed(SEED + 1)
+            self._text_encoder = CLIPTextModel(CLIPTextConfig(**TEXT)).eval().to(self.device)
+
+    def _place(self, module):
+        module = module.to(self.device)
+        return module if self.dtype == torch.float32 else module.to(self.dtype)
+
+    def model_info(self):
+        info = {
+            "keyframes": {"id": "vmc-tiny/keyframes", "revision": _revision(UNET, TEXT, SCHEDULER)},
+        }
+        for name in self.cascade_stages:
+            info[name] = {"id": f"vmc-tiny/{name}", "revision": _revision(UNET, TEXT, STAGES[name])}
+        return info
+
+    # -- key-frame model ---------------------------------------------------
+    @property
+    def unet(self):
+        if self._unet is None:
+            raise RuntimeError("call load() first")
+        return self._unet
+
+    @torch.no_grad()
+    def encode_prompts(self, prompts):
+        missing = [p for p in dict.fromkeys(prompts) if p not in self._embeddings]
+        if missing:
+            ids = self._tokenizer(missing).to(self.device)
+            states = self._text_encoder(input_ids=ids).last_hidden_state
+            for p, s in zip(missing, states):
+                self._embeddings[p] = s.to(self.dtype)
+        return torch.stack([self._embeddings[p] for p in prompts])
+
+    def predict_noise(self, x, t, text):
+        return self.unet(x.to(self.dtype), t, encoder_hidden_states=text).sample
+
+    def noise_scheduler_config(self):
+        return {"_class_name": "DDPMScheduler", **SCHEDULER}
+
+    # -- clips ---------------------------------------------------------------
+    def frames_to_model(self, frames):
+        x = torch.from_numpy(np.ascontiguousarray(frames)).to(torch.float32)
+        x = x.permute(3, 0, 1, 2)[None] / 127.5 - 1.0  # (1, 3, F, H, W)
+        return x.to(self.device, self.dtype)
+
+    def model_to_frames(self, x):
+        x = ((x[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        return x.permute(1, 2, 3, 0).cpu().numpy()
+
+    # -- cascade -------------------------------------------------------------
+    def _denoise(self, unet, baseline, cond, text, uncond, steps, guidance, strength, generator, label, progress):
+        """Video-to-video denoising from ``baseline`` noised to ``strength``; ``cond``
+        is concatenated to the input channels. Noise is shared across the batch."""
+        from diffusers import DDIMScheduler
+
+        sched = DDIMScheduler.from_config(self.noise_scheduler_config())
+        sched.set_timesteps(steps)
+        keep = max(1, min(steps, int(round(steps * strength))))
+        timesteps = sched.timesteps[steps - keep:]
+        noise = torch.randn((1, *baseline.shape[1:]), generator=generator, device="cpu")
+        noise = noise.to(baseline.device, baseline.dtype).expand_as(baseline)
+        x = sched.add_noise(baseline, noise, timesteps[:1].repeat(baseline.shape[0]))
+        b = x.shape[0]
+        use_cfg = guidance != 1.0
+        emb = torch.cat([text.expand(b, -1, -1), uncond.expand(b, -1, -1)]) if use_cfg else text.expand(b, -1, -1)
+        for t in progress.track(timesteps, label):
+            inp = torch.cat([x, cond], dim=1)
+            if use_cfg:
+                inp = torch.cat([inp, inp])
+            eps = unet(inp, t.expand(inp.shape[0]).to(self.device), encoder_hidden_states=emb).sample
+            if use_cfg:
+                eps_c, eps_u = eps.chunk(2)
+                eps = eps_u + guidance * (eps_c - eps_u)
+            x = sched.step(eps, t, x).prev_sample
+        return x
+
+    @torch.no_grad()
+    def run_cascade(self, keyframes, prompt, *, negative_prompt="", seed=0, stages=None, progress=None):
+        progress = progress or SILENT
+        stages = self.cascade_stages if stages is None else stages
+        missing = [s for s in stages if s not in self._stages]
+        if missing:
+            raise RuntimeError(f"stages not loaded: {missing}; call load(stages=('all',)) first")
+        text, uncond = self.encode_prompts([prompt, negative_prompt]).chunk(2)
+        generator = torch.Generator("cpu").manual_seed(seed)
+        video = keyframes.to(self.device, self.dtype)
+        if "interpolation" in stages:
+            video = self.interpolate(video, text, uncond, generator, progress)
+        if "upscale" in stages:
+            video = self.upscale(video, text, uncond, generator, progress)
+        return self.model_to_frames(video)
+
+    def interpolate(self, video, text, uncond, generator, progress=SILENT):
+        """(1, 3, 8, h, w) -> (1, 3, 29, h, w): 3 new frames between each pair of key-frames."""
+        cfg = STAGES["interpolation"]
+        k = video[0].permute(1, 0, 2, 3)  # (F, C, h, w)
+        first, last = k[:-1], k[1:]  # (pairs, C, h, w)
+        w = torch.linspace(0, 1, 5, device=video.device, dtype=video.dtype).view(1, 1, 5, 1, 1)
+        baseline = first[:, :, None] * (1 - w) + last[:, :, None] * w  # (pairs, C, 5, h, w)
+        mask = torch.zeros_like(baseline[:, :1])
+        mask[:, :, [0, -1]] = 1
+        cond = baseline * mask
+        seg = self._denoise(self._stages["interpolation"], baseline, torch.cat([cond, mask], 1), text, uncond,
+                            cfg["steps"], cfg["guidance"], cfg["strength"], generator, "interpolation", progress)
+        seg = torch.where(mask.bool().expand_as(seg), baseline, seg)  # key-frames pass through unchanged
+        frames = torch.cat([seg[:, :, :4].permute(0, 2, 1, 3, 4).reshape(-1, *seg.shape[1:2], *seg.shape[3:]),
+                            seg[-1:, :, 4].reshape(1, *seg.shape[1:2], *seg.shape[3:])])
+        return frames.permute(1, 0, 2, 3)[None]
+
+    def upscale(self, video, text, uncond, generator, progress=SILENT):
+        """(1, 3, F, h, w) -> (1, 3, F, 1.5h, 1.5w), conditioned on the bilinear upsampling."""
+        cfg = STAGES["upscale"]
+        _, c, f, h, w = video.shape
+        flat = video[0].permute(1, 0, 2, 3)
+        up = F.interpolate(flat.float(), scale_factor=cfg["scale"], mode="bilinear", align_corners=False)
+        up = up.to(video.dtype).permute(1, 0, 2, 3)[None]
+        return self._denoise(self._stages["upscale"], up, up, text, uncond, cfg["steps"], cfg["guidance"],
+                             cfg["strength"], generator, "upscale", progress)
