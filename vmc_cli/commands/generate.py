@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import VmcError
+from ..options import Backend, Device, Dtype, Home, Json, ModelPath, Quiet, Seed
+
+
+def _read_prompts(prompt: str | None, prompt_file: Path | None) -> list[str]:
+    if (prompt is None) == (prompt_file is None):
+        raise VmcError("give exactly one of --prompt and --prompt-file")
+    if prompt is not None:
+        if not prompt.strip():
+            raise VmcError("--prompt is empty")
+        return [prompt.strip()]
+    if not prompt_file.is_file():
+        raise VmcError(f"no such file: {prompt_file}", "--prompt-file takes a text file with one prompt per line")
+    lines = [ln.strip() for ln in prompt_file.read_text(encoding="utf-8").splitlines()]
+    prompts = [ln for ln in lines if ln and not ln.startswith("#")]
+    if not prompts:
+        raise VmcError(f"{prompt_file} holds no prompts", "write one prompt per line")
+    return prompts
+
+
+def output_paths(profile: str, prompts: list[str], output: Path | None, fmt: str | None, batch: bool) -> list[Path]:
+    """Where each video goes. One prompt: ``-o`` is the file (default ``<profile>_<prompt>.mp4``).
+    A prompt file: ``-o`` is a folder (default ``.``) holding ``NNN_<prompt>.<ext>``."""
+    from ..profiles import slug
+
+    ext = {"png": ""}.get(fmt or "mp4", f".{fmt or 'mp4'}")
+    if not batch:
+        return [output or Path(f"{profile}_{slug(prompts[0], 40)}{ext}")]
+    folder = output or Path(".")
+    if folder.exists() and not folder.is_dir():
+        raise VmcError(f"-o {folder} is a file", "with --prompt-file, -o names a folder")
+    return [folder / f"{i:03d}_{slug(p, 40)}{ext}" for i, p in enumerate(prompts)]
+
+
+def generate(
+    profile: Annotated[str, typer.Argument(help="Profile name (see `vmc profiles list`).")],
+    prompt: Annotated[Optional[str], typer.Option(
+        "--prompt", "-p", help="The new context, e.g. 'a tiger roaring in snow'.", show_default=False)] = None,
+    prompt_file: Annotated[Optional[Path], typer.Option(
+        "--prompt-file", help="Text file with one prompt per line: one video each (batch).",
+        show_default=False)] = None,
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", help="Output file (a folder with --prompt-file) [default: <profile>_<prompt>.mp4].",
+        show_default=False)] = None,
+    fmt: Annotated[Optional[str], typer.Option(
+        "--format", "-f", help="mp4, gif or png (a folder of frames) [default: from -o, else mp4].",
+        show_default=False)] = None,
+    steps: Annotated[Optional[int], typer.Option(
+        "--steps", help="Key-frame sampling steps [default: the backend's, 75].", show_default=False)] = None,
+    guidance: Annotated[Optional[float], typer.Option(
+        "--guidance", help="Classifier-free guidance scale [default: the backend's, 9.0].", show_default=False)] = None,
+    invert_steps: Annotated[Optional[int], typer.Option(
+        "--invert-steps", help="DDIM inversion steps when inverting [default: the backend's, 75].",
+        show_default=False)] = None,
+    negative_prompt: Annotated[Optional[str], typer.Option(
+        "--negative-prompt", help="Prompt to steer away from [default: the backend's].", show_default=False)] = None,
+    init: Annotated[str, typer.Option(
+        "--init", help="Starting noise: inverted (DDIM inversion of the clip, the method) or noise (fresh).")
+    ] = "inverted",
+    stages: Annotated[str, typer.Option(
+        "--stages", help="all (key-frames, interpolation, super-resolution) or keyframes (a quick look).")] = "all",
+    fps: Annotated[Optional[float], typer.Option("--fps", help="Frames per second of the video.",
+                                                 show_default=False)] = None,
+    seed: Seed = 0,
+    backend: Backend = None,
+    home: Home = None,
+    device: Device = "auto",
+    dtype: Dtype = None,
+    model_path: ModelPath = None,
+    as_json: Json = False,
+    quiet: Quiet = False,
+):
+    """Generate the profile's motion with a new prompt: key-frames from the inverted clip, then the cascade."""
+    from ..jobs import Runtime
+    from ..jobs import generate as run
+    from ..output import emit_json, reporter
+    from ..profiles import ProfileStore, validate_name
+
+    validate_name(profile)
+    prompts = _read_prompts(prompt, prompt_file)
+    outputs = output_paths(profile, prompts, output, fmt, batch=prompt_file is not None)
+    progress = reporter(as_json, quiet)
+    with progress.session():
+        results = run(profile, prompts, outputs, store=ProfileStore(home),
+                      runtime=Runtime(device, dtype, model_path, progress), backend_name=backend, steps=steps,
+                      guidance=guidance, invert_steps=invert_steps, seed=seed, negative_prompt=negative_prompt,
+                      stages=stages, fmt=fmt, init=init, fps=fps)
+    if as_json:
+        emit_json({"profile": profile, "videos": results})
+    else:
+        for r in results:
+            print(f"{r['path']}  ({r['frames']} frames, {r['width']}x{r['height']}): {r['prompt']}")

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from ..options import Backend, Device, Dtype, Home, Json, ModelPath, Quiet
+
+
+def invert(
+    profile: Annotated[str, typer.Argument(help="Profile name (see `vmc profiles list`).")],
+    steps: Annotated[Optional[int], typer.Option(
+        "--steps", help="DDIM inversion steps [default: the backend's, 75].", show_default=False)] = None,
+    backend: Backend = None,
+    home: Home = None,
+    device: Device = "auto",
+    dtype: Dtype = None,
+    model_path: ModelPath = None,
+    as_json: Json = False,
+    quiet: Quiet = False,
+):
+    """DDIM-invert the profile's clip with its tuned model (empty prompt, no guidance) and save the noise.
+
+    Optional: `vmc generate` inverts by itself when the profile has no inversion yet.
+    """
+    from ..jobs import Runtime, invert_profile
+    from ..output import emit_json, reporter
+    from ..profiles import ProfileStore
+
+    progress = reporter(as_json, quiet)
+    with progress.session():
+        result = invert_profile(profile, store=ProfileStore(home), runtime=Runtime(device, dtype, model_path, progress),
+                                steps=steps, backend_name=backend)
+    if as_json:
+        emit_json(result)
+    else:
+        print(f"inverted {profile} in {result['steps']} steps: {result['path']}")

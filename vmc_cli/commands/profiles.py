@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ..options import Home, Json
+
+app = typer.Typer(help="List, show and remove learned motions (profiles).", no_args_is_help=True)
+
+
+def _summary(store, name: str) -> dict:
+    m = store.manifest(name)
+    return {
+        "name": name,
+        "backend": m.get("backend", {}).get("name"),
+        "prompt": m.get("prompt", {}).get("original"),
+        "tuning_prompt": m.get("prompt", {}).get("tuning"),
+        "steps": m.get("tuning", {}).get("steps"),
+        "loss": m.get("loss", {}).get("mean_last_10"),
+        "inverted": "inversion" in m,
+        "created": m.get("created"),
+        "path": str(store.path(name)),
+    }
+
+
+@app.command("list")
+def list_(home: Home = None, as_json: Json = False):
+    """List the profiles in the store."""
+    from ..output import emit_json
+    from ..profiles import ProfileStore
+
+    store = ProfileStore(home)
+    rows = [_summary(store, n) for n in store.names()]
+    if as_json:
+        emit_json({"home": str(store.home), "profiles": rows})
+        return
+    if not rows:
+        from ..output import info
+
+        info(f"no profiles yet in {store.root}; make one with `vmc tune CLIP --prompt ...`")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None)
+    for col in ("name", "backend", "tuning prompt", "steps", "loss", "inverted", "created"):
+        table.add_column(col)
+    for r in rows:
+        loss = f"{r['loss']:.4f}" if isinstance(r["loss"], float) else "-"
+        table.add_row(r["name"], str(r["backend"]), str(r["tuning_prompt"]), str(r["steps"]), loss,
+                      "yes" if r["inverted"] else "no", str(r["created"]))
+    Console().print(table)
+
+
+@app.command("show")
+def show(name: Annotated[str, typer.Argument(help="Profile name.")], home: Home = None, as_json: Json = False):
+    """Show a profile's manifest (what was tuned, from what, with which settings)."""
+    from ..output import emit_json
+    from ..profiles import MANIFEST, ProfileStore
+
+    store = ProfileStore(home)
+    manifest = store.manifest(name)
+    if as_json:
+        emit_json(manifest)
+    else:
+        print((store.path(name) / MANIFEST).read_text(encoding="utf-8"), end="")
+
+
+@app.command("rm")
+def rm(
+    name: Annotated[str, typer.Argument(help="Profile name.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Really remove (no question is asked).")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be removed.")] = False,
+    home: Home = None,
+    as_json: Json = False,
+):
+    """Remove a profile (needs --yes; profiles are expensive to remake)."""
+    from ..errors import VmcError
+    from ..output import emit_json
+    from ..profiles import ProfileStore
+
+    store = ProfileStore(home)
+    store.manifest(name)  # unknown profile -> clear error
+    path = store.path(name)
+    if dry_run or not yes:
+        if not dry_run:
+            raise VmcError(f"not removing {name!r} without --yes", f"run `vmc profiles rm {name} --yes`")
+        result = {"name": name, "path": str(path), "removed": False}
+    else:
+        store.remove(name)
+        result = {"name": name, "path": str(path), "removed": True}
+    if as_json:
+        emit_json(result)
+    else:
+        print(f"{'removed' if result['removed'] else 'would remove'} {path}")
+
+
+@app.command("path")
+def path(home: Home = None, as_json: Json = False):
+    """Print the folder that holds the profiles."""
+    from ..output import emit_json
+    from ..profiles import ProfileStore
+
+    store = ProfileStore(home)
+    if as_json:
+        emit_json({"home": str(store.home), "profiles": str(store.root)})
+    else:
+        print(store.root)

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..options import Backend, Device, Dtype, Home, Json, ModelPath, Quiet, Seed
+
+
+def tune(
+    clip: Annotated[Path, typer.Argument(help="The clip whose motion to learn (mp4, webm, gif, ...).")],
+    prompt: Annotated[str, typer.Option("--prompt", "-p", help="What the clip shows, e.g. 'a cat is roaring'.")],
+    name: Annotated[Optional[str], typer.Option(
+        "--name", "-n", help="Profile name [default: made from the tuning prompt].", show_default=False)] = None,
+    backend: Backend = None,
+    frames: Annotated[Optional[int], typer.Option(
+        "--frames", help="Frames to sample from the clip [default: the backend's, 8].", show_default=False)] = None,
+    stride: Annotated[int, typer.Option("--stride", help="Take every N-th frame of the clip.")] = 1,
+    start: Annotated[int, typer.Option("--start", help="First frame to take (0-based).")] = 0,
+    steps: Annotated[int, typer.Option("--steps", help="Optimisation steps.")] = 400,
+    lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate.")] = 1e-4,
+    loss: Annotated[str, typer.Option(
+        "--loss", help="Motion-distillation loss: cos (paper eq. 17), l2 (eq. 16), "
+        "official (the authors' released variant: absolute residuals, cosine along frames).")] = "cos",
+    target: Annotated[str, typer.Option(
+        "--target", help="Parameters to tune: qkv (temporal attention q/k/v, the paper's), temporal "
+        "(all temporal attention), attention (q/k/v of every attention layer), or a regex over parameter names.",
+    )] = "qkv",
+    residual_stride: Annotated[int, typer.Option(
+        "--residual-stride", help="Frame stride c of the motion residuals v^(n+c) - v^n.")] = 1,
+    keep_prompt: Annotated[bool, typer.Option(
+        "--keep-prompt", help="Tune with the prompt as given instead of its appearance-invariant form.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing profile of the same name.")] = False,
+    seed: Seed = 0,
+    home: Home = None,
+    device: Device = "auto",
+    dtype: Dtype = None,
+    model_path: ModelPath = None,
+    as_json: Json = False,
+    quiet: Quiet = False,
+):
+    """Learn the motion of a clip: fine-tune the key-frame model's temporal attention into a profile.
+
+    Only the temporal attention q/k/v projections are trained, with the motion-distillation
+    loss on frame-to-frame noise residuals. The prompt is made appearance-invariant first
+    (see `vmc prompt`) unless --keep-prompt is given; both forms are recorded in the profile.
+    """
+    from ..jobs import DEFAULT_BACKEND, Runtime, tune_clip
+    from ..output import emit_json, info, reporter
+    from ..profiles import ProfileStore
+    from ..tuning import TuneConfig
+
+    config = TuneConfig(steps=steps, lr=lr, loss=loss, seed=seed, target=target, stride=residual_stride)
+    progress = reporter(as_json, quiet)
+    store = ProfileStore(home)
+    with progress.session():
+        result = tune_clip(clip, prompt, store=store, runtime=Runtime(device, dtype, model_path, progress),
+                           backend_name=backend or DEFAULT_BACKEND, name=name, frames=frames, stride=stride,
+                           start=start, config=config, keep_prompt=keep_prompt, force=force)
+    if as_json:
+        emit_json(result)
+    else:
+        info(f"tuning prompt: {result['tuning_prompt']!r}", quiet)
+        info(f"loss {result['loss']['first']:.4f} -> {result['loss']['mean_last_10']:.4f} (mean of last 10) "
+             f"in {result['seconds']:.1f}s", quiet)
+        print(f"profile {result['profile']} saved in {result['path']}")

@@ -1,0 +1,211 @@
+"""The user-level jobs behind the commands: tune a clip into a profile, invert it,
+generate from it. Commands only parse options and print; these do the work.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import __version__
+from .errors import VmcError
+from .progress import SILENT, Reporter
+from .profiles import CLIP, INVERSION, SCHEMA, WEIGHTS, ProfileStore, check_backend, now, slug, validate_name
+from .prompts import appearance_invariant
+from .tuning import TuneConfig, apply_weights, loss_summary, tune
+from .video import file_sha256, frame_indexes, read_video, write_video
+
+DEFAULT_BACKEND = "tiny"
+
+
+def resolve_device(device: str = "auto") -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise VmcError(f"--device {device} asked for, but CUDA is not available here", "use --device cpu")
+    return device
+
+
+@dataclass
+class Runtime:
+    """Where and how models run, shared by every job."""
+
+    device: str = "auto"
+    dtype: str | None = None
+    model_path: str | None = None
+    progress: Reporter = SILENT
+
+    def backend(self, name: str, stages: tuple[str, ...]):
+        from .plugins import get_backend
+
+        return self.load(get_backend(name), stages)
+
+    def load(self, backend, stages: tuple[str, ...]):
+        backend.load(device=resolve_device(self.device), dtype=self.dtype, model_path=self.model_path,
+                     stages=stages, progress=self.progress)
+        return backend
+
+
+def tune_clip(clip: str | Path, prompt: str, *, store: ProfileStore, runtime: Runtime,
+              backend_name: str = DEFAULT_BACKEND, name: str | None = None, frames: int | None = None,
+              stride: int = 1, start: int = 0, config: TuneConfig | None = None,
+              keep_prompt: bool = False, force: bool = False) -> dict:
+    """Learn the motion of ``clip`` and store it as a profile. Returns the summary."""
+    config = config or TuneConfig()
+    prompt = prompt.strip()
+    if not prompt:
+        raise VmcError("--prompt is empty", "describe the clip's subject and motion, e.g. 'a cat is roaring'")
+    tuning_prompt = prompt if keep_prompt else appearance_invariant(prompt)
+    name = validate_name(name or slug(tuning_prompt))
+    if store.exists(name) and not force:
+        raise VmcError(f"profile {name!r} already exists", "pass --name NEW, or --force to replace it")
+    from .plugins import get_backend
+
+    clip = Path(clip)
+    backend = get_backend(backend_name)
+    video = read_video(clip, size=(backend.width, backend.height))  # bad input fails before any loading
+    idx = frame_indexes(len(video), frames or backend.num_frames, stride, start)
+    runtime.load(backend, ("keyframes",))
+    x = backend.frames_to_model(video[idx])
+    text = backend.encode_prompts([tuning_prompt])
+    backend.release_text_encoder()
+    started = time.time()
+    result = tune(backend, x, text, config, runtime.progress)
+    seconds = time.time() - started
+    summary = loss_summary(result["losses"])
+    manifest = {
+        "schema": SCHEMA,
+        "vmc_version": __version__,
+        "name": name,
+        "created": now(),
+        "backend": {"name": backend_name, "models": backend.model_info()},
+        "source": {
+            "path": str(clip.resolve()),
+            "sha256": file_sha256(clip),
+            "frames_in_clip": len(video),
+            "frame_indexes": idx,
+            "stride": stride,
+            "start": start,
+            "size": [backend.width, backend.height],
+        },
+        "prompt": {"original": prompt, "tuning": tuning_prompt, "appearance_invariant": not keep_prompt},
+        "tuning": {**config.to_dict(), "optimizer": "AdamW", "parameters": result["parameters"],
+                   "tensors": len(result["weights"]), "device": str(backend.device),
+                   "dtype": str(backend.dtype).replace("torch.", ""), "seconds": round(seconds, 3)},
+        "loss": summary,
+    }
+    folder = store.create(name, manifest, {WEIGHTS: result["weights"], CLIP: {"clip": x.detach().cpu().float()}},
+                          overwrite=force)
+    return {
+        "profile": name,
+        "path": str(folder),
+        "backend": backend_name,
+        "prompt": prompt,
+        "tuning_prompt": tuning_prompt,
+        "frames": idx,
+        "steps": config.steps,
+        "parameters": result["parameters"],
+        "loss": summary,
+        "seconds": round(seconds, 3),
+    }
+
+
+def load_profile(name: str, *, store: ProfileStore, runtime: Runtime, backend_name: str | None,
+                 stages: tuple[str, ...]):
+    """Backend with the profile's tuned weights applied, plus the manifest."""
+    manifest = store.manifest(name)
+    made_by = manifest.get("backend", {}).get("name")
+    check_backend(manifest, name, backend_name or made_by)
+    backend = runtime.backend(made_by, stages)
+    check_backend(manifest, name, made_by, backend.model_info())
+    apply_weights(backend.unet, store.load(name, WEIGHTS, manifest))
+    return backend, manifest
+
+
+def inversion_settings(steps: int) -> dict:
+    return {"steps": steps, "prompt": "", "guidance": 1.0}
+
+
+def invert(backend, name: str, manifest: dict, store: ProfileStore, steps: int, progress: Reporter):
+    """DDIM-invert the profile's clip with its tuned model and save it into the profile."""
+    import torch
+
+    from .inversion import ddim_invert
+
+    clip = store.load(name, CLIP, manifest)["clip"].to(backend.device, backend.dtype)
+    empty = backend.encode_prompts([""])
+    started = time.time()
+    x_t = ddim_invert(lambda x, t: backend.predict_noise(x, t, empty.expand(x.shape[0], -1, -1)),
+                      backend.inversion_scheduler(), clip, steps, progress)
+    info = {**inversion_settings(steps), "created": now(), "seconds": round(time.time() - started, 3)}
+    store.add_file(name, INVERSION, {"noise": x_t.detach().cpu().float()}, "inversion", info)
+    return x_t.to(torch.float32), info
+
+
+def invert_profile(name: str, *, store: ProfileStore, runtime: Runtime, steps: int | None = None,
+                   backend_name: str | None = None) -> dict:
+    backend, manifest = load_profile(name, store=store, runtime=runtime, backend_name=backend_name,
+                                     stages=("keyframes",))
+    steps = steps or backend.defaults["invert_steps"]
+    _, info = invert(backend, name, manifest, store, steps, runtime.progress)
+    return {"profile": name, "path": str(store.path(name) / INVERSION), **info}
+
+
+def generate(name: str, prompts: list[str], outputs: list[Path], *, store: ProfileStore, runtime: Runtime,
+             backend_name: str | None = None, steps: int | None = None, guidance: float | None = None,
+             invert_steps: int | None = None, seed: int = 0, negative_prompt: str | None = None,
+             stages: str = "all", fmt: str | None = None, init: str = "inverted", fps: float | None = None) -> list[dict]:
+    """Sample new key-frames with each prompt from the profile's inverted noise, run the cascade, write videos."""
+    import torch
+
+    from .sampling import ddim_sample, guided
+
+    if stages not in ("all", "keyframes"):
+        raise VmcError(f"unknown --stages {stages!r}", "use 'all' or 'keyframes'")
+    if init not in ("inverted", "noise"):
+        raise VmcError(f"unknown --init {init!r}", "use 'inverted' or 'noise'")
+    backend, manifest = load_profile(name, store=store, runtime=runtime, backend_name=backend_name,
+                                     stages=("keyframes",) if stages == "keyframes" else ("all",))
+    steps = steps or backend.defaults["sample_steps"]
+    guidance = backend.defaults["guidance"] if guidance is None else guidance
+    invert_steps = invert_steps or backend.defaults["invert_steps"]
+    negative = backend.defaults.get("negative_prompt", "") if negative_prompt is None else negative_prompt
+    if init == "inverted":
+        saved = manifest.get("inversion")
+        if saved and saved.get("steps") == invert_steps and INVERSION in manifest.get("files", {}):
+            x_t = store.load(name, INVERSION, manifest)["noise"]
+        else:
+            x_t, _ = invert(backend, name, manifest, store, invert_steps, runtime.progress)
+    results = []
+    for i, (prompt, out) in enumerate(zip(prompts, outputs)):
+        if init == "noise":
+            shape = store.load(name, CLIP, manifest)["clip"].shape
+            x_t = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed))
+        text, uncond = backend.encode_prompts([prompt, negative]).chunk(2)
+        predict = guided(backend.predict_noise, text, uncond, guidance)
+        started = time.time()
+        keyframes = ddim_sample(predict, backend.sampling_scheduler(), x_t.to(backend.device, backend.dtype), steps,
+                                runtime.progress, label=f"key-frames {i + 1}/{len(prompts)}")
+        if stages == "keyframes":
+            frames = backend.model_to_frames(keyframes)
+        else:
+            frames = backend.run_cascade(keyframes, prompt, negative_prompt=negative, seed=seed,
+                                         progress=runtime.progress)
+        path = write_video(frames, out, fmt, fps or backend.fps)
+        results.append({
+            "prompt": prompt,
+            "path": str(path),
+            "frames": int(frames.shape[0]),
+            "width": int(frames.shape[2]),
+            "height": int(frames.shape[1]),
+            "seed": seed,
+            "steps": steps,
+            "guidance": guidance,
+            "init": init,
+            "stages": stages,
+            "seconds": round(time.time() - started, 3),
+        })
+    return results
