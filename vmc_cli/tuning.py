@@ -104,6 +104,7 @@ def tune(backend, video: torch.Tensor, text: torch.Tensor, config: TuneConfig,
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, betas=config.betas,
                                   weight_decay=config.weight_decay, eps=config.adam_eps)
     gen = torch.Generator("cpu").manual_seed(config.seed)
+    torch.manual_seed(config.seed)  # dropout in train mode draws from the global generator
     device = video.device
     x0 = video.expand(config.batch_size, *video.shape[1:])
     emb = text.expand(config.batch_size, *text.shape[1:])

@@ -1,0 +1,101 @@
+"""The whole flow through the CLI on the tiny backend: tune, invert, generate, eval."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import SHARED
+from vmc_cli.video import read_frames
+
+
+def test_tune_generate_eval(run_cli, clip_path, tmp_path, vmc_home, tiny_clip_dir):
+    r = run_cli("tune", clip_path, "--prompt", "a red disc is flying over the sea at sunset", "--steps", "2", "--json")
+    assert r.code == 0, r
+    tuned = r.json()
+    assert tuned["profile"] == "red-disc-is-flying"
+    assert tuned["tuning_prompt"] == "a red disc is flying"
+    assert tuned["frames"] == list(range(8)) and tuned["parameters"] > 0
+    profile_dir = vmc_home / "profiles" / "red-disc-is-flying"
+    assert {p.name for p in profile_dir.iterdir()} == {"manifest.toml", "weights.safetensors", "clip.safetensors"}
+
+    shown = run_cli("profiles", "show", "red-disc-is-flying", "--json").json()
+    assert shown["prompt"] == {"original": "a red disc is flying over the sea at sunset",
+                               "tuning": "a red disc is flying", "appearance_invariant": True}
+    assert shown["backend"]["name"] == "tiny" and shown["tuning"]["steps"] == 2
+    assert shown["source"]["frame_indexes"] == list(range(8))
+
+    out = tmp_path / "blue.mp4"
+    r = run_cli("generate", "red-disc-is-flying", "--prompt", "a blue disc is flying", "--steps", "3",
+                "--invert-steps", "3", "-o", out, "--json")
+    assert r.code == 0, r
+    video = r.json()["videos"][0]
+    assert video["path"] == str(out) and (video["frames"], video["width"], video["height"]) == (29, 96, 60)
+    frames = read_frames(out)
+    assert frames.shape == (29, 60, 96, 3)
+    assert (profile_dir / "inversion.safetensors").is_file()  # generate inverted and kept it
+    listed = run_cli("profiles", "list", "--json").json()["profiles"]
+    assert [p["name"] for p in listed] == ["red-disc-is-flying"] and listed[0]["inverted"] is True
+
+    r = run_cli("eval", out, "--prompt", "a blue disc is flying", "--keyframes", "8", "--clip-model", tiny_clip_dir,
+                "--json")
+    assert r.code == 0, r
+    scores = r.json()
+    assert scores["frame_indexes"] == [0, 4, 8, 12, 16, 20, 24, 28]
+    assert -1 <= scores["text_alignment"] <= 1 and -1 <= scores["temporal_consistency"] <= 1
+
+
+def test_keyframes_batch_and_formats(run_cli, clip_path, tmp_path):
+    assert run_cli("tune", clip_path, "-p", "a disc is moving", "--steps", "1", "--name", "disc").code == 0
+    r = run_cli("invert", "disc", "--steps", "3", "--json")
+    assert r.code == 0 and r.json()["steps"] == 3
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a green disc is moving\n\n# a comment\na white square is moving\n")
+    out = tmp_path / "batch"
+    r = run_cli("generate", "disc", "--prompt-file", prompts, "-o", out, "--format", "gif", "--stages", "keyframes",
+                "--steps", "2", "--invert-steps", "3", "--json")
+    assert r.code == 0, r
+    videos = r.json()["videos"]
+    assert [v["prompt"] for v in videos] == ["a green disc is moving", "a white square is moving"]
+    for v in videos:
+        path = Path(v["path"])
+        assert path.parent == out and path.suffix == ".gif"
+        assert read_frames(path).shape == (8, 40, 64, 3)
+    r = run_cli("generate", "disc", "-p", "a green disc is moving", "-o", tmp_path / "frames", "--format", "png",
+                "--stages", "keyframes", "--steps", "2", "--invert-steps", "3")
+    assert r.code == 0, r
+    pngs = sorted((tmp_path / "frames").glob("*.png"))
+    assert len(pngs) == 8 and read_frames(tmp_path / "frames").shape == (8, 40, 64, 3)
+
+
+def test_keyframes_start_from_the_saved_inversion(run_cli, clip_path, tmp_path):
+    """Key-frames come deterministically from the clip's inverted noise (DDIM, eta 0): the seed
+    does not change them; with --init noise the seed does."""
+    assert run_cli("tune", clip_path, "-p", "a disc", "--steps", "1", "--name", "rt").code == 0
+    common = ("--steps", "2", "--invert-steps", "3", "--stages", "keyframes", "--format", "png")
+
+    def keyframes(name, *extra):
+        r = run_cli("generate", "rt", "-p", "a square", "-o", tmp_path / name, *common, *extra)
+        assert r.code == 0, r
+        return read_frames(tmp_path / name)
+
+    a, b = keyframes("a", "--seed", "0"), keyframes("b", "--seed", "1")
+    assert np.array_equal(a, b)
+    c, d = keyframes("c", "--init", "noise", "--seed", "0"), keyframes("d", "--init", "noise", "--seed", "1")
+    assert not np.array_equal(c, d) and not np.array_equal(a, c)
+    r = run_cli("generate", "rt", "-p", " ", *common)
+    assert r.code == 1 and "empty" in r.stderr
+
+
+@pytest.mark.skipif(not (SHARED / "clips" / "sharks_swimming.mp4").exists(), reason="../shared/clips not present")
+def test_real_clip(run_cli, tmp_path):
+    clip = SHARED / "clips" / "sharks_swimming.mp4"
+    r = run_cli("tune", clip, "--prompt", "two sharks are moving", "--steps", "2", "--json")
+    assert r.code == 0, r
+    assert r.json()["profile"] == "two-sharks-are-moving"
+    out = tmp_path / "spaceships.mp4"
+    r = run_cli("generate", "two-sharks-are-moving", "-p", "two spaceships are moving in space", "--steps", "2",
+                "--invert-steps", "2", "-o", out, "--json")
+    assert r.code == 0, r
+    frames = read_frames(out)
+    assert frames.shape == (29, 60, 96, 3) and frames.std() > 0

@@ -1,0 +1,95 @@
+"""Tuning trains exactly the chosen parameters and nothing else."""
+
+import re
+
+import pytest
+import torch
+
+from vmc_cli.errors import VmcError
+from vmc_cli.plugins import get_backend
+from vmc_cli.tuning import TuneConfig, select_parameters, tune
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    backend = get_backend("tiny")
+    backend.load()
+    return backend
+
+
+def _clip(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(1, 3, 8, 40, 64, generator=g) * 2 - 1
+
+
+def test_default_target_is_temporal_attention_qkv(tiny):
+    chosen = select_parameters(tiny.unet, "qkv")
+    # Independently: every Linear named to_q/to_k/to_v inside a temp_attentions block.
+    expected = {
+        f"{name}.{pname}"
+        for name, mod in tiny.unet.named_modules()
+        if isinstance(mod, torch.nn.Linear) and name.split(".")[-1] in ("to_q", "to_k", "to_v")
+        and "temp_attentions" in name.split(".")
+        for pname, _ in mod.named_parameters()
+    }
+    assert set(chosen) == expected and len(expected) == 24
+    assert not any("transformer_in" in n or ".attentions." in n for n in chosen)
+
+
+def test_other_targets(tiny):
+    qkv = set(select_parameters(tiny.unet, "qkv"))
+    temporal = set(select_parameters(tiny.unet, "temporal"))
+    attention = set(select_parameters(tiny.unet, "attention"))
+    assert qkv < temporal and all("temp_attentions" in n for n in temporal)
+    assert any(".to_out." in n or "norm" in n for n in temporal - qkv)
+    assert qkv < attention and any(".attentions." in n and "attn2" in n for n in attention)  # cross-attention too
+    custom = select_parameters(tiny.unet, r"mid_block\.temp_attentions.*to_v")
+    assert custom and all(re.search(r"mid_block\.temp_attentions.*to_v", n) for n in custom)
+    with pytest.raises(VmcError, match="matches no parameter"):
+        select_parameters(tiny.unet, "no_such_layer")
+    with pytest.raises(VmcError, match="regular expression"):
+        select_parameters(tiny.unet, "(")
+
+
+@pytest.mark.parametrize("loss", ["cos", "l2", "official"])
+def test_only_targets_change(tiny, loss):
+    before = {n: p.detach().clone() for n, p in tiny.unet.named_parameters()}
+    text = tiny.encode_prompts(["a ball is moving"])
+    result = tune(tiny, _clip(), text, TuneConfig(steps=2, lr=1e-3, loss=loss, seed=1))
+    after = dict(tiny.unet.named_parameters())
+    targets = set(result["weights"])
+    assert targets == set(select_parameters(tiny.unet, "qkv"))
+    for name, old in before.items():
+        if name in targets:
+            assert not torch.equal(after[name], old), f"{name} did not change"
+            assert torch.equal(result["weights"][name], after[name].detach())
+        else:
+            assert torch.equal(after[name], old), f"frozen {name} changed"
+    assert len(result["losses"]) == 2 and all(v == v for v in result["losses"])
+    assert all(not p.requires_grad for p in tiny.unet.parameters())
+    with torch.no_grad():  # restore for the next test
+        for name, old in before.items():
+            after[name].copy_(old)
+
+
+def test_same_seed_same_result(tiny):
+    before = {n: p.detach().clone() for n, p in tiny.unet.named_parameters()}
+    text = tiny.encode_prompts(["a ball is moving"])
+    runs = []
+    for _ in range(2):
+        tiny.unet.eval()
+        runs.append(tune(tiny, _clip(), text, TuneConfig(steps=2, lr=1e-3, seed=5)))
+        with torch.no_grad():
+            for name, p in tiny.unet.named_parameters():
+                p.copy_(before[name])
+    assert runs[0]["losses"] == runs[1]["losses"]
+    assert all(torch.equal(runs[0]["weights"][k], runs[1]["weights"][k]) for k in runs[0]["weights"])
+
+
+def test_bad_config_values():
+    with pytest.raises(VmcError):
+        TuneConfig(loss="huber")
+    with pytest.raises(VmcError):
+        TuneConfig(steps=0)
+    with pytest.raises(VmcError):
+        TuneConfig(lr=-1)
