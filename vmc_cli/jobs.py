@@ -4,6 +4,7 @@ generate from it. Commands only parse options and print; these do the work.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,14 +15,41 @@ from .progress import SILENT, Reporter
 from .profiles import CLIP, INVERSION, SCHEMA, WEIGHTS, ProfileStore, check_backend, now, slug, validate_name
 from .prompts import appearance_invariant
 from .tuning import TuneConfig, apply_weights, loss_summary, tune
-from .video import file_sha256, frame_indexes, read_video, write_video
+from .video import file_sha256, frame_indexes, guess_format, read_video, write_video
 
 DEFAULT_BACKEND = "tiny"
+
+
+DTYPES = ("float32", "float16", "bfloat16")
+
+
+def check_device(device: str) -> str:
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", device or ""):
+        raise VmcError(f"unknown --device {device!r}", "use auto, cpu, cuda or cuda:N")
+    return device
+
+
+def check_dtype(dtype: str | None) -> str | None:
+    if dtype is not None and dtype not in DTYPES:
+        raise VmcError(f"unknown --dtype {dtype!r}", f"use one of {', '.join(DTYPES)}")
+    return dtype
+
+
+def check_counts(**options: int | None) -> None:
+    """Step counts given on the command line must be >= 1 (checked before any loading)."""
+    for option, value in options.items():
+        if value is not None and value < 1:
+            raise VmcError(f"--{option.replace('_', '-')} must be at least 1, got {value}")
+
+
+def or_default(value, default):
+    return default if value is None else value
 
 
 def resolve_device(device: str = "auto") -> str:
     import torch
 
+    check_device(device)
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -37,6 +65,10 @@ class Runtime:
     dtype: str | None = None
     model_path: str | None = None
     progress: Reporter = SILENT
+
+    def __post_init__(self):
+        check_device(self.device)
+        check_dtype(self.dtype)
 
     def backend(self, name: str, stages: tuple[str, ...]):
         from .plugins import get_backend
@@ -67,7 +99,9 @@ def tune_clip(clip: str | Path, prompt: str, *, store: ProfileStore, runtime: Ru
     clip = Path(clip)
     backend = get_backend(backend_name)
     video = read_video(clip, size=(backend.width, backend.height))  # bad input fails before any loading
-    idx = frame_indexes(len(video), frames or backend.num_frames, stride, start)
+    idx = frame_indexes(len(video), or_default(frames, backend.num_frames), stride, start)
+    if not 1 <= config.stride < len(idx):
+        raise VmcError(f"--residual-stride must be between 1 and {len(idx) - 1} for {len(idx)} frames")
     runtime.load(backend, ("keyframes",))
     x = backend.frames_to_model(video[idx])
     text = backend.encode_prompts([tuning_prompt])
@@ -116,10 +150,14 @@ def tune_clip(clip: str | Path, prompt: str, *, store: ProfileStore, runtime: Ru
 def load_profile(name: str, *, store: ProfileStore, runtime: Runtime, backend_name: str | None,
                  stages: tuple[str, ...]):
     """Backend with the profile's tuned weights applied, plus the manifest."""
+    from .plugins import get_backend
+
     manifest = store.manifest(name)
     made_by = manifest.get("backend", {}).get("name")
+    if backend_name:
+        get_backend(backend_name)  # an unknown backend is reported as such
     check_backend(manifest, name, backend_name or made_by)
-    backend = runtime.backend(made_by, stages)
+    backend = runtime.load(get_backend(made_by), stages)
     check_backend(manifest, name, made_by, backend.model_info())
     apply_weights(backend.unet, store.load(name, WEIGHTS, manifest))
     return backend, manifest
@@ -147,9 +185,10 @@ def invert(backend, name: str, manifest: dict, store: ProfileStore, steps: int, 
 
 def invert_profile(name: str, *, store: ProfileStore, runtime: Runtime, steps: int | None = None,
                    backend_name: str | None = None) -> dict:
+    check_counts(steps=steps)
     backend, manifest = load_profile(name, store=store, runtime=runtime, backend_name=backend_name,
                                      stages=("keyframes",))
-    steps = steps or backend.defaults["invert_steps"]
+    steps = or_default(steps, backend.defaults["invert_steps"])
     _, info = invert(backend, name, manifest, store, steps, runtime.progress)
     return {"profile": name, "path": str(store.path(name) / INVERSION), **info}
 
@@ -167,12 +206,15 @@ def generate(name: str, prompts: list[str], outputs: list[Path], *, store: Profi
         raise VmcError(f"unknown --stages {stages!r}", "use 'all' or 'keyframes'")
     if init not in ("inverted", "noise"):
         raise VmcError(f"unknown --init {init!r}", "use 'inverted' or 'noise'")
+    check_counts(steps=steps, invert_steps=invert_steps)
+    for out in outputs:
+        guess_format(Path(out), fmt)  # a bad --format or -o suffix fails before any work
     backend, manifest = load_profile(name, store=store, runtime=runtime, backend_name=backend_name,
                                      stages=("keyframes",) if stages == "keyframes" else ("all",))
-    steps = steps or backend.defaults["sample_steps"]
-    guidance = backend.defaults["guidance"] if guidance is None else guidance
-    invert_steps = invert_steps or backend.defaults["invert_steps"]
-    negative = backend.defaults.get("negative_prompt", "") if negative_prompt is None else negative_prompt
+    steps = or_default(steps, backend.defaults["sample_steps"])
+    guidance = or_default(guidance, backend.defaults["guidance"])
+    invert_steps = or_default(invert_steps, backend.defaults["invert_steps"])
+    negative = or_default(negative_prompt, backend.defaults.get("negative_prompt", ""))
     if init == "inverted":
         saved = manifest.get("inversion")
         if saved and saved.get("steps") == invert_steps and INVERSION in manifest.get("files", {}):
