@@ -1,6 +1,5 @@
 """DDIM inversion round trips with denoisers whose answers are known exactly."""
 
-import pytest
 import torch
 from diffusers import DDIMInverseScheduler, DDIMScheduler, DDPMScheduler
 

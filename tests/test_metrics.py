@@ -8,10 +8,7 @@ The tiny model comes from ``tests/tiny_models.py`` through the
 from __future__ import annotations
 
 import itertools
-import json
 import math
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -116,7 +116,7 @@ def test_failure_writing_the_manifest_leaves_nothing(store, monkeypatch):
 
 
 def test_failure_saving_a_tensor_leaves_nothing(store):
-    with pytest.raises(Exception):
+    with pytest.raises(AttributeError):
         store.create("disc", manifest(), {WEIGHTS: tensors(0), CLIP: {"clip": "not a tensor"}})
     assert entries(store) == []
 
