@@ -122,7 +122,7 @@ class ProfileStore:
         """Write a new profile atomically. ``files``: {filename: {tensor name: tensor}}."""
         from safetensors.torch import save_file
 
-        from .video import file_sha256
+        from .video import default_mode, file_sha256
 
         final = self.path(name)
         if final.exists() and not overwrite:
@@ -136,6 +136,8 @@ class ProfileStore:
                 save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / filename))
                 manifest["files"][filename] = {"sha256": file_sha256(tmp / filename), "tensors": len(tensors)}
             _write_toml(tmp / MANIFEST, manifest)
+            for path in (tmp, *tmp.iterdir()):
+                default_mode(path)
             if final.exists():
                 trash = Path(tempfile.mkdtemp(prefix=f".old-{name}-", dir=self.root))
                 os.replace(final, trash / name)
@@ -152,7 +154,7 @@ class ProfileStore:
         """Add or replace one tensor file of an existing profile and record it in the manifest."""
         from safetensors.torch import save_file
 
-        from .video import file_sha256
+        from .video import default_mode, file_sha256
 
         folder = self.path(name)
         manifest = self.manifest(name)
@@ -164,6 +166,7 @@ class ProfileStore:
             manifest.setdefault("files", {})[filename] = {"sha256": file_sha256(tmp_name), "tensors": len(tensors)}
             manifest[section] = info
             _write_toml(tmp_manifest, manifest)
+            default_mode(tmp_name)
             os.replace(tmp_name, folder / filename)
             os.replace(tmp_manifest, folder / MANIFEST)
         except BaseException:

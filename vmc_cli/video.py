@@ -92,6 +92,14 @@ def frame_indexes(total: int, frames: int, stride: int = 1, start: int = 0) -> l
     return idx
 
 
+def default_mode(path: str | Path) -> None:
+    """Give a file or folder made by ``tempfile`` (0600/0700) the permissions a
+    plain ``open``/``mkdir`` would have given it under the current umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, (0o777 if Path(path).is_dir() else 0o666) & ~umask)
+
+
 def file_sha256(path: str | Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -158,6 +166,7 @@ def write_video(frames: np.ndarray, path: str | Path, fmt: str | None = None, fp
             shutil.rmtree(tmp, ignore_errors=True)
             raise VmcError(f"{path} exists and is not a folder of frames written by vmc", "choose another -o")
         shutil.rmtree(path)
+    default_mode(tmp)
     os.replace(tmp, path)
     return path
 
