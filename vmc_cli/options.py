@@ -10,14 +10,14 @@ import typer
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else there.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or messages on stderr.")]
 Home = Annotated[Optional[Path], typer.Option(
-    "--home", help="Profile store folder [default: $VMC_HOME, else the user data folder].",
+    "--home", help="Profile store folder (default: $VMC_HOME, else the user data folder).",
     show_default=False)]
 Backend = Annotated[Optional[str], typer.Option(
-    "--backend", "-b", help="Model backend (see `vmc backends`) [default: tiny for tune; the profile's own later].",
+    "--backend", "-b", help="Model backend (see `vmc backends`) (default: tiny for tune; the profile's own later).",
     show_default=False)]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 Dtype = Annotated[Optional[str], typer.Option(
-    "--dtype", help="float32, float16 or bfloat16 [default: the backend's choice for the device].",
+    "--dtype", help="float32, float16 or bfloat16 (default: the backend's choice for the device).",
     show_default=False)]
 ModelPath = Annotated[Optional[str], typer.Option(
     "--model-path", help="Local folder holding the backend's model files (hub layout).", show_default=False)]

@@ -47,20 +47,20 @@ def generate(
         "--prompt-file", help="Text file with one prompt per line: one video each (batch).",
         show_default=False)] = None,
     output: Annotated[Optional[Path], typer.Option(
-        "--output", "-o", help="Output file (a folder with --prompt-file) [default: <profile>_<prompt>.mp4].",
+        "--output", "-o", help="Output file (a folder with --prompt-file) (default: <profile>_<prompt>.mp4).",
         show_default=False)] = None,
     fmt: Annotated[Optional[str], typer.Option(
-        "--format", "-f", help="mp4, gif or png (a folder of frames) [default: from -o, else mp4].",
+        "--format", "-f", help="mp4, gif or png (a folder of frames) (default: from -o, else mp4).",
         show_default=False)] = None,
     steps: Annotated[Optional[int], typer.Option(
-        "--steps", help="Key-frame sampling steps [default: the backend's, 75].", show_default=False)] = None,
+        "--steps", help="Key-frame sampling steps (default: the backend's, 75).", show_default=False)] = None,
     guidance: Annotated[Optional[float], typer.Option(
-        "--guidance", help="Classifier-free guidance scale [default: the backend's, 9.0].", show_default=False)] = None,
+        "--guidance", help="Classifier-free guidance scale (default: the backend's, 9.0).", show_default=False)] = None,
     invert_steps: Annotated[Optional[int], typer.Option(
-        "--invert-steps", help="DDIM inversion steps when inverting [default: the backend's, 75].",
+        "--invert-steps", help="DDIM inversion steps when inverting (default: the backend's, 75).",
         show_default=False)] = None,
     negative_prompt: Annotated[Optional[str], typer.Option(
-        "--negative-prompt", help="Prompt to steer away from [default: the backend's].", show_default=False)] = None,
+        "--negative-prompt", help="Prompt to steer away from (default: the backend's).", show_default=False)] = None,
     init: Annotated[str, typer.Option(
         "--init", help="Starting noise: inverted (DDIM inversion of the clip, the method) or noise (fresh).")
     ] = "inverted",

@@ -10,7 +10,7 @@ from ..options import Backend, Device, Dtype, Home, Json, ModelPath, Quiet
 def invert(
     profile: Annotated[str, typer.Argument(help="Profile name (see `vmc profiles list`).")],
     steps: Annotated[Optional[int], typer.Option(
-        "--steps", help="DDIM inversion steps [default: the backend's, 75].", show_default=False)] = None,
+        "--steps", help="DDIM inversion steps (default: the backend's, 75).", show_default=False)] = None,
     backend: Backend = None,
     home: Home = None,
     device: Device = "auto",

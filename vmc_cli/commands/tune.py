@@ -12,10 +12,10 @@ def tune(
     clip: Annotated[Path, typer.Argument(help="The clip whose motion to learn (mp4, webm, gif, ...).")],
     prompt: Annotated[str, typer.Option("--prompt", "-p", help="What the clip shows, e.g. 'a cat is roaring'.")],
     name: Annotated[Optional[str], typer.Option(
-        "--name", "-n", help="Profile name [default: made from the tuning prompt].", show_default=False)] = None,
+        "--name", "-n", help="Profile name (default: made from the tuning prompt).", show_default=False)] = None,
     backend: Backend = None,
     frames: Annotated[Optional[int], typer.Option(
-        "--frames", help="Frames to sample from the clip [default: the backend's, 8].", show_default=False)] = None,
+        "--frames", help="Frames to sample from the clip (default: the backend's, 8).", show_default=False)] = None,
     stride: Annotated[int, typer.Option("--stride", help="Take every N-th frame of the clip.")] = 1,
     start: Annotated[int, typer.Option("--start", help="First frame to take (0-based).")] = 0,
     steps: Annotated[int, typer.Option("--steps", help="Optimisation steps.")] = 400,
