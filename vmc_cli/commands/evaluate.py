@@ -10,37 +10,83 @@ from ..options import Device, Json, Quiet
 
 def evaluate(
     video: Annotated[Path, typer.Argument(help="A generated video (mp4, gif, ...) or a folder of PNG frames.")],
-    prompt: Annotated[str, typer.Option("--prompt", "-p", help="The prompt the video was generated with.")],
+    prompt: Annotated[Optional[str], typer.Option(
+        "--prompt", "-p", help="The prompt the video was generated with (required unless --no-clip).",
+        show_default=False)] = None,
+    source: Annotated[Optional[Path], typer.Option(
+        "--source", help="The source clip whose motion the video should follow: adds the motion fidelity "
+        "score (point tracks on both videos, best-matching track agreement).", show_default=False)] = None,
+    no_clip: Annotated[bool, typer.Option(
+        "--no-clip", help="Skip the CLIP scores (no CLIP model needed); needs --source.")] = False,
     keyframes: Annotated[Optional[int], typer.Option(
-        "--keyframes", help="Score only N evenly spaced key-frames (29 frames, N=8 -> frames 1,5,...,29), "
-        "as the paper does.", show_default=False)] = None,
+        "--keyframes", help="Score only N evenly spaced key-frames with CLIP (29 frames, N=8 -> frames "
+        "1,5,...,29), as the paper does. Motion fidelity always uses all frames.", show_default=False)] = None,
     clip_model: Annotated[Optional[str], typer.Option(
-        "--clip-model", help="CLIP model: a hub id or a local folder [default: openai/clip-vit-large-patch14].",
+        "--clip-model", help="CLIP model: a hub id or a local folder (default: openai/clip-vit-large-patch14).",
         show_default=False)] = None,
     device: Device = "auto",
     as_json: Json = False,
     quiet: Quiet = False,
 ):
-    """Score a video with the paper's CLIP metrics: text alignment and temporal consistency.
+    """Score a video with the paper's CLIP metrics and, given --source, motion fidelity.
 
     Text alignment: mean cosine between the prompt's text embedding and each frame's image
     embedding. Temporal consistency: mean cosine over all pairs of frames' image embeddings.
+
+    Motion fidelity (--source): a grid of points tracked through both videos;
+    each moving track's best time-averaged cosine between unit displacements
+    with a track of the other video, averaged over tracks, both ways; the
+    score is the mean of the two ways (1: same motion, -1: opposite).
     """
-    from ..jobs import resolve_device
-    from ..metrics import DEFAULT_CLIP_MODEL, clip_scores, keyframe_indexes
+    from ..errors import VmcError
     from ..output import emit_json, info
     from ..video import read_frames
 
+    if no_clip and source is None:
+        raise VmcError("--no-clip leaves nothing to score without --source.",
+                       hint="Pass --source CLIP to score motion fidelity, or drop --no-clip.")
+    if not no_clip and not prompt:
+        raise VmcError("--prompt is required for the CLIP scores.",
+                       hint="Pass --prompt, or --no-clip with --source to score motion fidelity only.")
+
     frames = read_frames(video)
-    indexes = list(range(len(frames)))
-    if keyframes:
-        indexes = keyframe_indexes(len(frames), keyframes)
-    info(f"scoring {len(indexes)} of {len(frames)} frames with CLIP", quiet or as_json)
-    scores = clip_scores(frames[indexes], prompt, clip_model or DEFAULT_CLIP_MODEL, device=resolve_device(device))
-    result = {"video": str(video), "prompt": prompt, "frame_indexes": indexes,
-              "clip_model": clip_model or DEFAULT_CLIP_MODEL, **scores}
+    source_frames = read_frames(source) if source is not None else None
+    result: dict = {"video": str(video)}
+    if prompt:
+        result["prompt"] = prompt
+
+    if not no_clip:
+        from ..jobs import resolve_device
+        from ..metrics import DEFAULT_CLIP_MODEL, clip_scores, keyframe_indexes
+
+        indexes = list(range(len(frames)))
+        if keyframes:
+            indexes = keyframe_indexes(len(frames), keyframes)
+        info(f"scoring {len(indexes)} of {len(frames)} frames with CLIP", quiet or as_json)
+        scores = clip_scores(frames[indexes], prompt, clip_model or DEFAULT_CLIP_MODEL,
+                             device=resolve_device(device))
+        result.update({"frame_indexes": indexes, "clip_model": clip_model or DEFAULT_CLIP_MODEL, **scores})
+
+    motion = None
+    if source_frames is not None:
+        from ..metrics import motion_fidelity
+
+        info(f"tracking points in {len(source_frames)} source and {len(frames)} video frames",
+             quiet or as_json)
+        motion = motion_fidelity(source_frames, frames)
+        result.update({"source": str(source), **motion})
+
     if as_json:
         emit_json(result)
-    else:
-        print(f"text alignment       {scores['text_alignment']:.4f}")
-        print(f"temporal consistency {scores['temporal_consistency']:.4f}")
+        return
+    if not no_clip:
+        print(f"text alignment       {result['text_alignment']:.4f}")
+        print(f"temporal consistency {result['temporal_consistency']:.4f}")
+    if motion is not None:
+        if motion["motion_fidelity"] is None:
+            print("motion fidelity      n/a (no moving points in either video)")
+        else:
+            print(f"motion fidelity      {motion['motion_fidelity']:.4f}  "
+                  f"(video->source {motion['output_to_source']:.4f}, "
+                  f"source->video {motion['source_to_output']:.4f}; "
+                  f"{motion['tracks_output']} and {motion['tracks_source']} moving tracks)")
