@@ -427,3 +427,15 @@ def test_bad_output_format_fails_before_any_work(run_cli, profile, tmp_path, arg
                   "--invert-steps", "1", *[a.replace("{tmp}", str(tmp_path)) for a in args], "--json")
     assert_user_error(res, "format")
     assert snapshot(profile) == before  # no inversion computed and stored for a command that was bound to fail
+
+
+def test_show1_is_the_default_backend_and_offline_says_how_to_download(run_cli, clip_path, monkeypatch, tmp_path,
+                                                                       vmc_home):
+    monkeypatch.delenv("VMC_BACKEND", raising=False)
+    monkeypatch.delenv("VMC_SHOW1_PATH", raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub-cache"))
+    res = run_cli("tune", clip_path, "--prompt", "a disc is moving", "--steps", "1", "--json")
+    assert res.code == 1 and res.stdout == "", res
+    assert "showlab/show-1-base" in res.stderr and "hf download" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert not (vmc_home / "profiles").exists() or not any((vmc_home / "profiles").iterdir())

@@ -17,7 +17,11 @@ from .prompts import appearance_invariant
 from .tuning import TuneConfig, apply_weights, loss_summary, tune
 from .video import file_sha256, frame_indexes, guess_format, read_video, write_video
 
-DEFAULT_BACKEND = "tiny"
+def default_backend() -> str:
+    """``$VMC_BACKEND``, else Show-1 (the model the method was built on)."""
+    import os
+
+    return os.environ.get("VMC_BACKEND") or "show1"
 
 
 DTYPES = ("float32", "float16", "bfloat16")
@@ -82,7 +86,7 @@ class Runtime:
 
 
 def tune_clip(clip: str | Path, prompt: str, *, store: ProfileStore, runtime: Runtime,
-              backend_name: str = DEFAULT_BACKEND, name: str | None = None, frames: int | None = None,
+              backend_name: str | None = None, name: str | None = None, frames: int | None = None,
               stride: int = 1, start: int = 0, config: TuneConfig | None = None,
               keep_prompt: bool = False, force: bool = False) -> dict:
     """Learn the motion of ``clip`` and store it as a profile. Returns the summary."""
@@ -97,6 +101,7 @@ def tune_clip(clip: str | Path, prompt: str, *, store: ProfileStore, runtime: Ru
     from .plugins import get_backend
 
     clip = Path(clip)
+    backend_name = backend_name or default_backend()
     backend = get_backend(backend_name)
     video = read_video(clip, size=(backend.width, backend.height))  # bad input fails before any loading
     idx = frame_indexes(len(video), or_default(frames, backend.num_frames), stride, start)
@@ -163,10 +168,6 @@ def load_profile(name: str, *, store: ProfileStore, runtime: Runtime, backend_na
     return backend, manifest
 
 
-def inversion_settings(steps: int) -> dict:
-    return {"steps": steps, "prompt": "", "guidance": 1.0}
-
-
 def invert(backend, name: str, manifest: dict, store: ProfileStore, steps: int, progress: Reporter):
     """DDIM-invert the profile's clip with its tuned model and save it into the profile."""
     import torch
@@ -178,7 +179,8 @@ def invert(backend, name: str, manifest: dict, store: ProfileStore, steps: int, 
     started = time.time()
     x_t = ddim_invert(lambda x, t: backend.predict_noise(x, t, empty.expand(x.shape[0], -1, -1)),
                       backend.inversion_scheduler(), clip, steps, progress)
-    info = {**inversion_settings(steps), "created": now(), "seconds": round(time.time() - started, 3)}
+    info = {**backend.inversion_info(steps), "prompt": "", "guidance": 1.0, "created": now(),
+            "seconds": round(time.time() - started, 3)}
     store.add_file(name, INVERSION, {"noise": x_t.detach().cpu().float()}, "inversion", info)
     return x_t.to(torch.float32), info
 
@@ -216,8 +218,9 @@ def generate(name: str, prompts: list[str], outputs: list[Path], *, store: Profi
     invert_steps = or_default(invert_steps, backend.defaults["invert_steps"])
     negative = or_default(negative_prompt, backend.defaults.get("negative_prompt", ""))
     if init == "inverted":
-        saved = manifest.get("inversion")
-        if saved and saved.get("steps") == invert_steps and INVERSION in manifest.get("files", {}):
+        saved = manifest.get("inversion", {})
+        wanted = backend.inversion_info(invert_steps)
+        if INVERSION in manifest.get("files", {}) and all(saved.get(k) == v for k, v in wanted.items()):
             x_t = store.load(name, INVERSION, manifest)["noise"]
         else:
             x_t, _ = invert(backend, name, manifest, store, invert_steps, runtime.progress)

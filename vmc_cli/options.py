@@ -13,7 +13,7 @@ Home = Annotated[Optional[Path], typer.Option(
     "--home", help="Profile store folder (default: $VMC_HOME, else the user data folder).",
     show_default=False)]
 Backend = Annotated[Optional[str], typer.Option(
-    "--backend", "-b", help="Model backend (see `vmc backends`) (default: tiny for tune; the profile's own later).",
+    "--backend", "-b", help="Model backend (see `vmc backends`) (default: $VMC_BACKEND, else show1, for tune; the profile's own after).",
     show_default=False)]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 Dtype = Annotated[Optional[str], typer.Option(

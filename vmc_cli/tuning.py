@@ -108,6 +108,8 @@ def tune(backend, video: torch.Tensor, text: torch.Tensor, config: TuneConfig,
     device = video.device
     x0 = video.expand(config.batch_size, *video.shape[1:])
     emb = text.expand(config.batch_size, *text.shape[1:])
+    # float16 gradients underflow without loss scaling (bfloat16 and float32 need none).
+    scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda" and backend.dtype == torch.float16)
     losses: list[float] = []
     unet.train()
     task = progress.task("tuning", config.steps)
@@ -123,9 +125,11 @@ def tune(backend, video: torch.Tensor, text: torch.Tensor, config: TuneConfig,
                 raise VmcError(f"the loss became {loss.item()} at step {step + 1}",
                                "lower --lr, or use --dtype float32")
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
-            optimizer.step()
+            scaler.step(optimizer)
+            scaler.update()
             value = float(loss.detach())
             losses.append(value)
             task.advance(info=f"loss {value:.4f}")

@@ -46,7 +46,7 @@ def tune(
     loss on frame-to-frame noise residuals. The prompt is made appearance-invariant first
     (see `vmc prompt`) unless --keep-prompt is given; both forms are recorded in the profile.
     """
-    from ..jobs import DEFAULT_BACKEND, Runtime, tune_clip
+    from ..jobs import Runtime, tune_clip
     from ..output import emit_json, info, reporter
     from ..profiles import ProfileStore
     from ..tuning import TuneConfig
@@ -56,7 +56,7 @@ def tune(
     store = ProfileStore(home)
     with progress.session():
         result = tune_clip(clip, prompt, store=store, runtime=Runtime(device, dtype, model_path, progress),
-                           backend_name=backend or DEFAULT_BACKEND, name=name, frames=frames, stride=stride,
+                           backend_name=backend, name=name, frames=frames, stride=stride,
                            start=start, config=config, keep_prompt=keep_prompt, force=force)
     if as_json:
         emit_json(result)
