@@ -99,3 +99,22 @@ def test_real_clip(run_cli, tmp_path):
     assert r.code == 0, r
     frames = read_frames(out)
     assert frames.shape == (29, 60, 96, 3) and frames.std() > 0
+
+
+def test_strength_is_recorded_and_reused_only_when_it_matches(run_cli, clip_path, vmc_home, tmp_path):
+    assert run_cli("tune", clip_path, "-p", "a disc", "--steps", "1", "--name", "s").code == 0
+    r = run_cli("invert", "s", "--steps", "4", "--strength", "0.5", "--json")
+    assert r.code == 0, r
+    half = r.json()
+    full = run_cli("invert", "s", "--steps", "4", "--json").json()
+    # leading spacing over 1000 steps: 0, 250, 500, 750; half of them ends at 250
+    assert (half["strength"], half["final_timestep"], full["final_timestep"]) == (0.5, 250, 750)
+    assert half["signal"] > 0.5 > full["signal"]
+    manifest = run_cli("profiles", "show", "s", "--json").json()
+    assert manifest["inversion"]["strength"] == 1.0 and manifest["inversion"]["final_timestep"] == 750
+    r = run_cli("generate", "s", "-p", "a square", "--invert-steps", "4", "--strength", "0.5", "--steps", "4",
+                "--stages", "keyframes", "-o", tmp_path / "k.gif", "--json")
+    assert r.code == 0 and r.json()["videos"][0]["strength"] == 0.5
+    assert run_cli("profiles", "show", "s", "--json").json()["inversion"]["strength"] == 0.5  # re-inverted
+    r = run_cli("generate", "s", "-p", "a square", "--strength", "1.5", "--json")
+    assert r.code == 1 and "strength" in r.stderr

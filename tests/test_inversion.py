@@ -1,9 +1,12 @@
 """DDIM inversion round trips with denoisers whose answers are known exactly."""
 
+import math
+
+import pytest
 import torch
 from diffusers import DDIMInverseScheduler, DDIMScheduler, DDPMScheduler
 
-from vmc_cli.inversion import ddim_invert
+from vmc_cli.inversion import ddim_invert, inversion_timesteps, kept_signal
 from vmc_cli.sampling import ddim_sample, guided
 
 CONFIG = {"num_train_timesteps": 1000, "beta_schedule": "squaredcos_cap_v2", "prediction_type": "epsilon",
@@ -91,3 +94,35 @@ def test_guidance_batches_cond_and_uncond_in_one_call():
     calls.clear()
     eps = guided(predict_batched, torch.full((1, 1), 3.0), torch.full((1, 1), 1.0), 1.0)(x, t)
     assert calls == [1] and torch.allclose(eps, torch.full_like(eps, 3.0))
+
+
+def test_partial_inversion_stops_at_the_right_level_and_still_round_trips():
+    """For data ~ N(0, s^2) the probability-flow ODE only rescales: at level t the clip has become
+    clip * sqrt(abar_t s^2 + 1 - abar_t) / s. A partial inversion must land exactly there."""
+    g = torch.Generator().manual_seed(3)
+    s = 0.5
+    clip = s * torch.randn(1, 3, 8, 4, 4, generator=g, dtype=torch.float64)
+    predict = gaussian(s)
+    for strength in (1.0, 0.5, 0.2):
+        inverse = DDIMInverseScheduler.from_config(CONFIG)
+        noise = ddim_invert(predict, inverse, clip, 75, strength=strength)
+        final = kept_signal(inverse, 75, strength)["final_timestep"]
+        a = ABAR[final].item()
+        ratio = (noise.norm() / clip.norm()).item()
+        assert ratio == pytest.approx(math.sqrt(a * s * s + 1 - a) / s, rel=0.012)
+        back = ddim_sample(predict, DDIMScheduler.from_config(CONFIG), noise, 75,
+                           start_timestep=None if strength == 1 else final)
+        assert (back - clip).abs().max().item() < 0.06
+
+
+def test_kept_signal_matches_the_cosine_schedule_formula():
+    def f(t):  # Nichol & Dhariwal's cosine schedule: abar(t) = f(t) / f(0)
+        return math.cos((t / 1000 + 0.008) / 1.008 * math.pi / 2) ** 2
+
+    info = kept_signal(DDIMInverseScheduler.from_config(CONFIG), 10, 0.5)
+    # 10 steps over 1000 (leading spacing): 0, 100, ..., the first half ends at 400;
+    # diffusers' alphas_cumprod[t] is abar at t + 1.
+    assert info["final_timestep"] == 400
+    assert info["signal"] == pytest.approx(math.sqrt(f(401) / f(0)), abs=1e-5)
+    with pytest.raises(ValueError):
+        kept_signal(DDIMInverseScheduler.from_config(CONFIG), 10, 0.0)

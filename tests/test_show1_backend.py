@@ -25,6 +25,7 @@ import pytest
 import torch
 
 from vmc_cli.errors import VmcError
+from vmc_cli.inversion import kept_signal
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # diffusers + numpy 2
 
@@ -439,7 +440,7 @@ def test_text_embeddings_are_cached_and_the_encoder_released(keyframe_backend):
 def test_inversion_schedules(show1_root, show1_env, monkeypatch):
     authors = _backend()
     authors.load(device="cpu", model_path=show1_root)
-    info = authors.inversion_info(75)
+    info = {**authors.inversion_info(75), **kept_signal(authors.inversion_scheduler(), 75)}
     assert info["mode"] == "authors" and info["final_timestep"] == 963
     assert info["signal"] == pytest.approx(0.0844, abs=5e-4)  # ~8% of the clip survives
     scheduler = authors.inversion_scheduler()
@@ -449,7 +450,7 @@ def test_inversion_schedules(show1_root, show1_env, monkeypatch):
     monkeypatch.setenv("VMC_SHOW1_INVERSION", "model")
     own = _backend()
     own.load(device="cpu", model_path=show1_root)
-    info = own.inversion_info(75)
+    info = {**own.inversion_info(75), **kept_signal(own.inversion_scheduler(), 75)}
     assert info["mode"] == "model" and info["final_timestep"] == 999 and info["signal"] < 1e-3
     scheduler = own.inversion_scheduler()
     assert scheduler.config.beta_schedule == "squaredcos_cap_v2"

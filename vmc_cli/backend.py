@@ -108,16 +108,10 @@ class Backend:
         return DDIMInverseScheduler.from_config(self.noise_scheduler_config())
 
     def inversion_info(self, steps: int) -> dict:
-        """What an inversion with ``steps`` steps means, recorded in the profile and compared
-        before a saved inversion is reused: at least ``mode`` and ``signal`` (sqrt(abar) at
-        the last inversion timestep, i.e. how much of the clip the inverted noise keeps)."""
-        from diffusers import DDIMInverseScheduler
-
-        scheduler = DDIMInverseScheduler.from_config(self.noise_scheduler_config())
-        scheduler.set_timesteps(steps)
-        abar = float(scheduler.alphas_cumprod[int(scheduler.timesteps[-1])])
-        return {"mode": "model", "steps": steps, "final_timestep": int(scheduler.timesteps[-1]),
-                "signal": abar ** 0.5}
+        """What the inversion scheduler is (recorded in the profile; a saved inversion is reused
+        only when this matches): at least ``mode``. The core adds steps, strength, the last
+        timestep reached and the kept ``signal``."""
+        return {"mode": "model"}
 
     # -- clips -------------------------------------------------------------
     def frames_to_model(self, frames: "np.ndarray") -> "torch.Tensor":

@@ -46,6 +46,12 @@ def check_counts(**options: int | None) -> None:
             raise VmcError(f"--{option.replace('_', '-')} must be at least 1, got {value}")
 
 
+def check_strength(strength: float) -> None:
+    if not 0 < strength <= 1:
+        raise VmcError(f"--strength must be in (0, 1], got {strength}",
+                       "1 runs the whole inversion (the method); lower values keep more of the clip")
+
+
 def or_default(value, default):
     return default if value is None else value
 
@@ -168,37 +174,51 @@ def load_profile(name: str, *, store: ProfileStore, runtime: Runtime, backend_na
     return backend, manifest
 
 
-def invert(backend, name: str, manifest: dict, store: ProfileStore, steps: int, progress: Reporter):
+def inversion_settings(backend, steps: int, strength: float) -> dict:
+    """Everything that decides an inversion's result (compared before a saved one is reused)."""
+    from .inversion import kept_signal
+
+    check_strength(strength)
+    return {**backend.inversion_info(steps), "steps": steps, "strength": strength,
+            **kept_signal(backend.inversion_scheduler(), steps, strength), "prompt": "", "guidance": 1.0}
+
+
+def invert(backend, name: str, manifest: dict, store: ProfileStore, steps: int, progress: Reporter,
+           strength: float = 1.0):
     """DDIM-invert the profile's clip with its tuned model and save it into the profile."""
     import torch
 
     from .inversion import ddim_invert
 
+    settings = inversion_settings(backend, steps, strength)
+    progress.log(f"DDIM inversion ({settings['mode']} schedule): {steps} steps, strength {strength}, up to "
+                 f"t={settings['final_timestep']}; the noise keeps {100 * settings['signal']:.2f}% of the clip's signal")
     clip = store.load(name, CLIP, manifest)["clip"].to(backend.device, backend.dtype)
     empty = backend.encode_prompts([""])
     started = time.time()
     x_t = ddim_invert(lambda x, t: backend.predict_noise(x, t, empty.expand(x.shape[0], -1, -1)),
-                      backend.inversion_scheduler(), clip, steps, progress)
-    info = {**backend.inversion_info(steps), "prompt": "", "guidance": 1.0, "created": now(),
-            "seconds": round(time.time() - started, 3)}
+                      backend.inversion_scheduler(), clip, steps, progress, strength=strength)
+    info = {**settings, "created": now(), "seconds": round(time.time() - started, 3)}
     store.add_file(name, INVERSION, {"noise": x_t.detach().cpu().float()}, "inversion", info)
     return x_t.to(torch.float32), info
 
 
 def invert_profile(name: str, *, store: ProfileStore, runtime: Runtime, steps: int | None = None,
-                   backend_name: str | None = None) -> dict:
+                   backend_name: str | None = None, strength: float = 1.0) -> dict:
+    check_strength(strength)
     check_counts(steps=steps)
     backend, manifest = load_profile(name, store=store, runtime=runtime, backend_name=backend_name,
                                      stages=("keyframes",))
     steps = or_default(steps, backend.defaults["invert_steps"])
-    _, info = invert(backend, name, manifest, store, steps, runtime.progress)
+    _, info = invert(backend, name, manifest, store, steps, runtime.progress, strength)
     return {"profile": name, "path": str(store.path(name) / INVERSION), **info}
 
 
 def generate(name: str, prompts: list[str], outputs: list[Path], *, store: ProfileStore, runtime: Runtime,
              backend_name: str | None = None, steps: int | None = None, guidance: float | None = None,
              invert_steps: int | None = None, seed: int = 0, negative_prompt: str | None = None,
-             stages: str = "all", fmt: str | None = None, init: str = "inverted", fps: float | None = None) -> list[dict]:
+             stages: str = "all", fmt: str | None = None, init: str = "inverted", fps: float | None = None,
+             strength: float = 1.0) -> list[dict]:
     """Sample new key-frames with each prompt from the profile's inverted noise, run the cascade, write videos."""
     import torch
 
@@ -209,6 +229,7 @@ def generate(name: str, prompts: list[str], outputs: list[Path], *, store: Profi
     if init not in ("inverted", "noise"):
         raise VmcError(f"unknown --init {init!r}", "use 'inverted' or 'noise'")
     check_counts(steps=steps, invert_steps=invert_steps)
+    check_strength(strength)
     for out in outputs:
         guess_format(Path(out), fmt)  # a bad --format or -o suffix fails before any work
     backend, manifest = load_profile(name, store=store, runtime=runtime, backend_name=backend_name,
@@ -217,13 +238,17 @@ def generate(name: str, prompts: list[str], outputs: list[Path], *, store: Profi
     guidance = or_default(guidance, backend.defaults["guidance"])
     invert_steps = or_default(invert_steps, backend.defaults["invert_steps"])
     negative = or_default(negative_prompt, backend.defaults.get("negative_prompt", ""))
+    start = None
     if init == "inverted":
         saved = manifest.get("inversion", {})
-        wanted = backend.inversion_info(invert_steps)
+        wanted = inversion_settings(backend, invert_steps, strength)
         if INVERSION in manifest.get("files", {}) and all(saved.get(k) == v for k, v in wanted.items()):
             x_t = store.load(name, INVERSION, manifest)["noise"]
         else:
-            x_t, _ = invert(backend, name, manifest, store, invert_steps, runtime.progress)
+            x_t, _ = invert(backend, name, manifest, store, invert_steps, runtime.progress, strength)
+        # A full inversion is sampled from the top of the schedule (as the authors did, whatever
+        # signal the inversion schedule left); a partial one from the level it reached.
+        start = None if strength >= 1 else wanted["final_timestep"]
     results = []
     for i, (prompt, out) in enumerate(zip(prompts, outputs)):
         if init == "noise":
@@ -233,7 +258,7 @@ def generate(name: str, prompts: list[str], outputs: list[Path], *, store: Profi
         predict = guided(backend.predict_noise, text, uncond, guidance)
         started = time.time()
         keyframes = ddim_sample(predict, backend.sampling_scheduler(), x_t.to(backend.device, backend.dtype), steps,
-                                runtime.progress, label=f"key-frames {i + 1}/{len(prompts)}")
+                                runtime.progress, label=f"key-frames {i + 1}/{len(prompts)}", start_timestep=start)
         if stages == "keyframes":
             frames = backend.model_to_frames(keyframes)
         else:
@@ -250,6 +275,7 @@ def generate(name: str, prompts: list[str], outputs: list[Path], *, store: Profi
             "steps": steps,
             "guidance": guidance,
             "init": init,
+            "strength": strength if init == "inverted" else None,
             "stages": stages,
             "seconds": round(time.time() - started, 3),
         })

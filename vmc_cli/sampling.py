@@ -13,11 +13,18 @@ Predict = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 @torch.no_grad()
 def ddim_sample(predict: Predict, scheduler, x_t: torch.Tensor, steps: int,
-                progress: Reporter = SILENT, label: str = "key-frames") -> torch.Tensor:
-    """Run the DDIM sampler (``diffusers.DDIMScheduler``, eta 0) from ``x_t`` to a clean clip."""
+                progress: Reporter = SILENT, label: str = "key-frames",
+                start_timestep: int | None = None) -> torch.Tensor:
+    """Run the DDIM sampler (``diffusers.DDIMScheduler``, eta 0) from ``x_t`` to a clean clip.
+
+    ``start_timestep`` skips the timesteps above it (``x_t`` is at that noise
+    level, e.g. after a partial inversion); None runs them all."""
     scheduler.set_timesteps(steps, device=x_t.device)
+    timesteps = scheduler.timesteps
+    if start_timestep is not None:
+        timesteps = timesteps[timesteps <= start_timestep]
     x = x_t
-    for t in progress.track(scheduler.timesteps, label):
+    for t in progress.track(timesteps, label):
         eps = predict(x, t.expand(x.shape[0]))
         x = scheduler.step(eps, t, x, eta=0.0).prev_sample
     return x

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import VmcError
-from ..options import Backend, Device, Dtype, Home, Json, ModelPath, Quiet, Seed
+from ..options import Backend, Device, Dtype, Home, Json, ModelPath, Quiet, Strength, Seed
 
 
 def _read_prompts(prompt: str | None, prompt_file: Path | None) -> list[str]:
@@ -64,6 +64,7 @@ def generate(
     init: Annotated[str, typer.Option(
         "--init", help="Starting noise: inverted (DDIM inversion of the clip, the method) or noise (fresh).")
     ] = "inverted",
+    strength: Strength = 1.0,
     stages: Annotated[str, typer.Option(
         "--stages", help="all (key-frames, interpolation, super-resolution) or keyframes (a quick look).")] = "all",
     fps: Annotated[Optional[float], typer.Option("--fps", help="Frames per second of the video.",
@@ -91,7 +92,7 @@ def generate(
         results = run(profile, prompts, outputs, store=ProfileStore(home),
                       runtime=Runtime(device, dtype, model_path, progress), backend_name=backend, steps=steps,
                       guidance=guidance, invert_steps=invert_steps, seed=seed, negative_prompt=negative_prompt,
-                      stages=stages, fmt=fmt, init=init, fps=fps)
+                      stages=stages, fmt=fmt, init=init, fps=fps, strength=strength)
     if as_json:
         emit_json({"profile": profile, "videos": results})
     else:

@@ -4,13 +4,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..options import Backend, Device, Dtype, Home, Json, ModelPath, Quiet
+from ..options import Backend, Device, Dtype, Home, Json, ModelPath, Quiet, Strength
 
 
 def invert(
     profile: Annotated[str, typer.Argument(help="Profile name (see `vmc profiles list`).")],
     steps: Annotated[Optional[int], typer.Option(
         "--steps", help="DDIM inversion steps (default: the backend's, 75).", show_default=False)] = None,
+    strength: Strength = 1.0,
     backend: Backend = None,
     home: Home = None,
     device: Device = "auto",
@@ -30,8 +31,9 @@ def invert(
     progress = reporter(as_json, quiet)
     with progress.session():
         result = invert_profile(profile, store=ProfileStore(home), runtime=Runtime(device, dtype, model_path, progress),
-                                steps=steps, backend_name=backend)
+                                steps=steps, backend_name=backend, strength=strength)
     if as_json:
         emit_json(result)
     else:
-        print(f"inverted {profile} in {result['steps']} steps: {result['path']}")
+        print(f"inverted {profile} in {result['steps']} steps up to t={result['final_timestep']} "
+              f"(keeps {100 * result['signal']:.2f}% of the clip's signal): {result['path']}")
