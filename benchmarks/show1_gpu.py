@@ -111,6 +111,9 @@ def main() -> None:
     ap.add_argument("--sample-steps", type=int, default=10)
     ap.add_argument("--dtype", default=None)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--compile", default=None, metavar="MODE",
+                    help="torch.compile the key-frame UNet (default, reduce-overhead, max-autotune...)")
+    ap.add_argument("--gradient-checkpointing", action="store_true")
     args = ap.parse_args()
 
     from vmc_cli.inversion import ddim_invert
@@ -126,7 +129,18 @@ def main() -> None:
     g = torch.Generator("cpu").manual_seed(0)
     clip = (torch.rand(1, 3, frames, h, w, generator=g) * 2 - 1).to(device)
     text = torch.randn(2, 77, config["encoder_hid_dim"], generator=g).to(device, backend.dtype)
+    from torch.utils.flop_counter import FlopCounterMode
+
+    flops = {}
+    with FlopCounterMode(display=False) as counter:  # on the eager model (compiled kernels are not counted)
+        tune(backend, clip, text[:1], TuneConfig(steps=1))
+    flops["tune_step"] = counter.get_total_flops()
+    if args.gradient_checkpointing:
+        backend.unet.enable_gradient_checkpointing()
+    if args.compile:
+        backend._unet = torch.compile(backend._unet, mode=None if args.compile == "default" else args.compile)
     result = {"device": name, "size": args.size, "dtype": str(backend.dtype).replace("torch.", ""),
+              "compile": args.compile, "gradient_checkpointing": args.gradient_checkpointing,
               "keyframe_unet_parameters": params, "torch": torch.__version__}
 
     class Marker(Reporter):
@@ -143,7 +157,6 @@ def main() -> None:
 
     # -- tuning ---------------------------------------------------------------------------
     peak_reset()
-    flops = {}
 
     def run_tune(mark):
         result["tune_losses"] = tune(backend, clip, text[:1], TuneConfig(steps=args.steps), on_step=mark)["losses"]
@@ -152,11 +165,6 @@ def main() -> None:
     result["tune_peak_gib"] = peak_gib()
     result["tune_s_per_step"] = round(statistics.median(tune_steps), 4)
     result["tune_400_steps_s"] = round(400 * result["tune_s_per_step"], 1)
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as counter:
-        tune(backend, clip, text[:1], TuneConfig(steps=1))
-    flops["tune_step"] = counter.get_total_flops()
     result["tune_step_tflop"] = round(flops["tune_step"] / 1e12, 3)
     result["tune_tflops"] = round(flops["tune_step"] / result["tune_s_per_step"] / 1e12, 1)
     result["bf16_matmul_tflops"] = matmul_tflops()
@@ -192,7 +200,8 @@ def main() -> None:
              result["inversion_peak_gib"]),
             ("key-frame step (guided)", result["keyframes_s_per_step"], result["keyframes_75_steps_s"],
              result["keyframes_peak_gib"])]
-    print(f"{name}, {args.size} size, {result['dtype']}, key-frame UNet {params / 1e9:.2f} B parameters")
+    print(f"{name}, {args.size} size, {result['dtype']}, key-frame UNet {params / 1e9:.2f} B parameters, "
+          f"compile={args.compile}, gradient checkpointing={args.gradient_checkpointing}")
     print(f"{'part':<26}{'s/step':>10}{'400|75 steps s':>16}{'peak GiB':>10}")
     for label, s, total, peak in rows:
         print(f"{label:<26}{s:>10.4f}{total:>16.1f}{str(peak):>10}")
