@@ -33,7 +33,8 @@ def time_help(runs: int) -> list[float]:
     return times
 
 
-def tuning_step_times(steps: int) -> list[float]:
+def tuning_step_times(steps: int) -> tuple[list[float], int]:
+    """Seconds per tuning step after the first (warm-up) one, and torch's thread count."""
     import torch
 
     sys.path.insert(0, str(ROOT / "examples"))

@@ -312,6 +312,50 @@ def test_unexpected_exception_is_one_line(run_cli, monkeypatch):
     assert "VMC_DEBUG=1" in res.stderr
 
 
+def test_unexpected_multiline_exception_prints_only_its_first_line(run_cli, monkeypatch):
+    import vmc_cli.plugins
+
+    def boom():
+        raise RuntimeError("boom\nsecond line\nthird line")
+
+    monkeypatch.setattr(vmc_cli.plugins, "get_backends", boom)
+    res = run_cli("backends", "--json")
+    line = assert_user_error(res, "RuntimeError: boom")
+    assert line == "Error: RuntimeError: boom"
+    assert "second line" not in res.stderr and "VMC_DEBUG=1" in res.stderr
+
+
+def test_out_of_gpu_memory_is_an_expected_error(run_cli, monkeypatch, vmc_home, clip_path):
+    import vmc_cli.jobs
+
+    class OutOfMemoryError(RuntimeError):  # named like torch.cuda.OutOfMemoryError
+        pass
+
+    def tune_clip(*args, **kwargs):
+        raise OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB.\nSee documentation for "
+                               "Memory Management (PYTORCH_CUDA_ALLOC_CONF)")
+
+    monkeypatch.setattr(vmc_cli.jobs, "tune_clip", tune_clip)
+    res = run_cli("tune", clip_path, "--prompt", "a disc is moving", "--steps", "1", "--json")
+    line = assert_user_error(res, "out of GPU memory")
+    assert line == "Error: out of GPU memory (CUDA out of memory. Tried to allocate 2.00 GiB.)"
+    hint = res.stderr.splitlines()[1]
+    assert hint == ("Hint: try --dtype float16, VMC_SHOW1_OFFLOAD=1, or VMC_SHOW1_GRADIENT_CHECKPOINTING=1 "
+                    "for tuning")
+    assert_store_empty(vmc_home)
+
+
+@pytest.mark.parametrize("n", ["0", "-2"])
+def test_eval_keyframes_below_one_is_a_user_error(run_cli, tmp_path, tiny_clip_dir, n):
+    from make_clip import moving_disc
+
+    from vmc_cli.video import write_video
+
+    video = write_video(moving_disc(9, 64, 40, seed=0), tmp_path / "v.mp4")
+    res = run_cli("eval", video, "--prompt", "a disc", "--keyframes", n, "--clip-model", tiny_clip_dir, "--json")
+    assert_user_error(res, "--keyframes", n)
+
+
 # -- VMC_DEBUG ---------------------------------------------------------------------
 def test_debug_raises_instead_of_one_line(monkeypatch, tmp_path):
     from vmc_cli.cli import main
@@ -408,14 +452,13 @@ def test_bad_device_is_a_user_error(run_cli, vmc_home, clip_path):
 
 def test_bad_dtype_is_refused(run_cli, vmc_home, clip_path):
     res = run_cli("tune", clip_path, "--prompt", "a disc is moving", "--steps", "1", "--dtype", "bogus", "--json")
-    assert res.code in (1, 2), res
-    assert "dtype" in res.stderr
+    assert_user_error(res, "unknown --dtype 'bogus'")  # our own check of a free-form option: exit 1, not 2
     assert_store_empty(vmc_home)
 
 
 def test_negative_inversion_steps_are_refused(run_cli, profile):
     res = run_cli("invert", PROFILE, "--steps", "-3", "--json")
-    assert res.code in (1, 2), res
+    assert_user_error(res, "--steps", "-3")  # a well-formed int refused by our own check: exit 1, not 2
     assert not (profile / INVERSION).exists()
     assert "inversion" not in _read_toml(profile / MANIFEST)
 

@@ -42,7 +42,14 @@ def test_tune_generate_eval(run_cli, clip_path, tmp_path, vmc_home, tiny_clip_di
     assert r.code == 0, r
     scores = r.json()
     assert scores["frame_indexes"] == [0, 4, 8, 12, 16, 20, 24, 28]
-    assert -1 <= scores["text_alignment"] <= 1 and -1 <= scores["temporal_consistency"] <= 1
+    assert scores["frames"] == 8
+    # the same numbers as scoring those 8 frames of the same video with the same CLIP directly
+    from vmc_cli.metrics import clip_scores
+
+    direct = clip_scores(frames[scores["frame_indexes"]], "a blue disc is flying", str(tiny_clip_dir))
+    assert direct["frames"] == 8
+    for key in ("text_alignment", "temporal_consistency"):
+        assert scores[key] == pytest.approx(direct[key], abs=1e-6), key
 
 
 def test_keyframes_batch_and_formats(run_cli, clip_path, tmp_path):

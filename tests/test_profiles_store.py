@@ -70,15 +70,52 @@ def test_create_saves_non_contiguous_tensors(store):
     assert torch.equal(load_file(str(folder / WEIGHTS))["w"], t)
 
 
-def test_names_ignores_temp_and_incomplete_folders(store):
+def test_names_ignores_temp_folders_and_files_but_lists_damaged_ones(store):
     make(store, "disc")
     for hidden in (".tmp-cat-abc123", ".old-dog-xyz"):
         (store.root / hidden).mkdir()
         (store.root / hidden / MANIFEST).write_text("schema = 1\n")
-    (store.root / "half").mkdir()  # a folder without a manifest is no profile
+    (store.root / "half").mkdir()  # a folder without a manifest: a damaged profile, its name is taken
     (store.root / "README.txt").write_text("not a profile")
-    assert store.names() == ["disc"]
-    assert not store.exists("half")
+    assert store.names() == ["disc", "half"]
+    assert store.exists("half") and not store.exists("ghost")
+    with pytest.raises(VmcError, match="profile 'half' has no manifest.toml") as info:
+        store.manifest("half")
+    assert "vmc profiles rm half --yes" in info.value.hint
+
+
+def test_exists_agrees_with_create(store):
+    """A leftover folder without a manifest: ``exists`` (the early check of tune) must say what
+    ``create`` will do, or a tune runs for minutes and then refuses to save."""
+    (store.root / "half").mkdir(parents=True)
+    assert store.exists("half")
+    with pytest.raises(VmcError, match="already exists"):
+        make(store, "half")
+    make(store, "half", overwrite=True)
+    assert store.manifest("half")["name"] == "disc"
+
+
+def test_tune_refuses_a_leftover_folder_before_any_work(run_cli, store, clip_path, monkeypatch):
+    import vmc_cli.jobs as jobs
+
+    (store.root / "half").mkdir(parents=True)
+    monkeypatch.setattr(jobs, "read_video", lambda *a, **k: pytest.fail("tune read the clip"))
+    res = run_cli("tune", clip_path, "--prompt", "a disc is moving", "--name", "half", "--steps", "1", "--json")
+    assert res.code == 1 and res.stdout == "", res
+    assert res.stderr.startswith("Error: profile 'half' already exists")
+
+
+def test_remove_needs_only_the_folder(store):
+    make(store, "disc")
+    (store.path("disc") / MANIFEST).write_text("this is [not toml")
+    (store.root / "half").mkdir()
+    assert store.remove("disc") == store.path("disc") and store.remove("half") == store.path("half")
+    assert entries(store) == []
+    (store.root / "README.txt").write_text("not a profile")
+    for name in ("ghost", "README.txt"):
+        with pytest.raises(VmcError, match=f"no profile named {name!r}"):
+            store.remove(name)
+    assert entries(store) == ["README.txt"]
 
 
 def test_names_on_missing_store(store, vmc_home):
@@ -326,3 +363,57 @@ def test_profiles_rm_yes_removes(run_cli, store):
     assert res.json() == {"name": "disc", "path": str(folder), "removed": True}
     assert not folder.exists()
     assert store.names() == ["keep"]
+
+
+@pytest.mark.parametrize("damage", ["bad toml", "no manifest"])
+def test_profiles_rm_removes_a_damaged_profile(run_cli, store, damage):
+    folder = make(store, "disc")
+    if damage == "bad toml":
+        (folder / MANIFEST).write_text("this is [not toml")
+    else:
+        (folder / MANIFEST).unlink()
+    res = run_cli("profiles", "rm", "disc", "--dry-run", "--json")
+    assert res.code == 0 and res.json()["removed"] is False, res
+    res = run_cli("profiles", "rm", "disc", "--json")
+    assert res.code == 1 and res.stderr.startswith("Error: not removing 'disc' without --yes"), res
+    res = run_cli("profiles", "rm", "disc", "--yes", "--json")
+    assert res.code == 0, res
+    assert res.json() == {"name": "disc", "path": str(folder), "removed": True}
+    assert not folder.exists()
+
+
+def test_profiles_list_shows_damaged_profiles(run_cli, store, monkeypatch):
+    make(store, "disc")
+    bad = make(store, "broken")
+    (bad / MANIFEST).write_text("this is [not toml")
+    (store.root / "half").mkdir()
+    res = run_cli("profiles", "list", "--json")
+    assert res.code == 0, res
+    rows = {r["name"]: r for r in res.json()["profiles"]}
+    assert list(rows) == ["broken", "disc", "half"]
+    assert rows["disc"]["damaged"] is None and rows["disc"]["backend"] == "tiny"
+    assert "cannot be read" in rows["broken"]["damaged"] and rows["broken"]["backend"] is None
+    assert "has no manifest.toml" in rows["half"]["damaged"]
+    assert rows["half"]["path"] == str(store.path("half"))
+    monkeypatch.setenv("COLUMNS", "300")  # one table row per line
+    res = run_cli("profiles", "list")
+    assert res.code == 0, res
+    lines = {ln.split()[0]: ln for ln in res.stdout.splitlines()[1:] if ln.strip()}
+    assert set(lines) == {"broken", "disc", "half"}
+    assert "DAMAGED" in lines["broken"] and "DAMAGED" in lines["half"] and "DAMAGED" not in lines["disc"]
+
+
+def test_profiles_show_reads_the_manifest_once(run_cli, store, monkeypatch):
+    folder = make(store, "disc")
+    calls = []
+    real = profiles._read_toml
+    monkeypatch.setattr(profiles, "_read_toml", lambda path: calls.append(path) or real(path))
+    res = run_cli("profiles", "show", "disc")
+    assert res.code == 0, res
+    assert res.stdout == (folder / MANIFEST).read_text(encoding="utf-8")
+    assert calls == []  # humans get the file's text, not parsed and printed again
+    res = run_cli("profiles", "show", "disc", "--json")
+    assert res.code == 0 and res.json() == real(folder / MANIFEST), res
+    assert calls == [folder / MANIFEST]
+    res = run_cli("profiles", "show", "ghost")
+    assert res.code == 1 and res.stderr.startswith("Error: no profile named 'ghost'"), res

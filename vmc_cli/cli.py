@@ -45,6 +45,17 @@ def _root(
     """Video motion customization."""
 
 
+OOM_HINT = "try --dtype float16, VMC_SHOW1_OFFLOAD=1, or VMC_SHOW1_GRADIENT_CHECKPOINTING=1 for tuning"
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message (the error contract is one line)."""
+    for line in str(exc).splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors become one ``Error:`` line and exit code 1."""
     debug = os.environ.get("VMC_DEBUG", "") not in ("", "0")
@@ -60,8 +71,13 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # an unexpected failure: still one line unless debugging
         if debug:
             raise
-        print(f"Error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        print("Hint: run again with VMC_DEBUG=1 for the full traceback", file=sys.stderr)
+        first = _first_line(exc)
+        if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError, without importing torch
+            print(f"Error: out of GPU memory ({first})", file=sys.stderr)
+            print(f"Hint: {OOM_HINT}", file=sys.stderr)
+        else:
+            print(f"Error: {type(exc).__name__}{': ' + first if first else ''}", file=sys.stderr)
+            print("Hint: run again with VMC_DEBUG=1 for the full traceback", file=sys.stderr)
         sys.exit(1)
 
 

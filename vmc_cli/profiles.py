@@ -9,6 +9,10 @@
 folder. Profiles are written to a temporary folder and renamed into place, so
 an interrupted tune leaves nothing behind; files added later are written to a
 temporary name and renamed. Only safetensors are ever loaded.
+
+A profile is a folder. One whose manifest is missing or unreadable is *damaged*:
+its name stays taken (``exists``), it is listed (``names``; ``vmc profiles list``
+marks it) and it can be removed (``remove``), but nothing can be loaded from it.
 """
 
 from __future__ import annotations
@@ -97,25 +101,41 @@ class ProfileStore:
         return self.root / validate_name(name)
 
     def exists(self, name: str) -> bool:
-        return (self.path(name) / MANIFEST).is_file()
+        """Whether the name is taken: anything at the profile's path, with or without a
+        readable manifest. The same test as ``create`` (without ``overwrite``) refuses on,
+        so a command can check early, before minutes of work, that it will be able to save."""
+        return self.path(name).exists()
 
     def names(self) -> list[str]:
+        """Every profile folder, sorted: complete ones and damaged ones (no or an unreadable
+        manifest; see ``problem``), so that ``vmc profiles list`` shows what blocks a name and
+        ``vmc profiles rm`` can clear it. Hidden folders (``.tmp-*``, ``.old-*``: writes in
+        progress or interrupted) and stray files are not profiles and are left out."""
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir()
-                      if not p.name.startswith(".") and (p / MANIFEST).is_file())
+        return sorted(p.name for p in self.root.iterdir() if not p.name.startswith(".") and p.is_dir())
 
-    def manifest(self, name: str) -> dict:
-        path = self.path(name) / MANIFEST
-        if not path.is_file():
+    def manifest_path(self, name: str) -> Path:
+        """The manifest's path, after checking the profile exists and has one."""
+        folder = self.path(name)
+        if not folder.is_dir():
             known = ", ".join(self.names()[:10]) or "none yet"
             raise VmcError(f"no profile named {name!r} in {self.root} (known: {known})",
                            "run `vmc profiles list`, or make one with `vmc tune CLIP --prompt ...`")
+        path = folder / MANIFEST
+        if not path.is_file():
+            raise VmcError(f"profile {name!r} has no {MANIFEST} (damaged or left by an interrupted write)",
+                           f"remove it with `vmc profiles rm {name} --yes` and tune again")
+        return path
+
+    def manifest(self, name: str) -> dict:
+        path = self.manifest_path(name)
         try:
             return _read_toml(path)
         except Exception as exc:
-            raise VmcError(f"the manifest of profile {name!r} cannot be read ({exc})",
-                           f"remove it with `vmc profiles rm {name}` and tune again") from None
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise VmcError(f"the manifest of profile {name!r} cannot be read ({reason})",
+                           f"remove it with `vmc profiles rm {name} --yes` and tune again") from None
 
     # -- writing -------------------------------------------------------------
     def create(self, name: str, manifest: dict, files: dict[str, dict], overwrite: bool = False) -> Path:
@@ -175,9 +195,11 @@ class ProfileStore:
             raise
 
     def remove(self, name: str) -> Path:
+        """Delete a profile's folder, whatever state its manifest is in (a damaged profile
+        must stay removable). An unknown name is the usual "no profile named" error."""
         folder = self.path(name)
-        if not folder.exists():
-            self.manifest(name)  # raises the usual "no profile" error
+        if not folder.is_dir():
+            self.manifest_path(name)  # raises the usual "no profile" error
         shutil.rmtree(folder)
         return folder
 
@@ -193,10 +215,10 @@ class ProfileStore:
         path = self.path(name) / filename
         if entry is None or not path.is_file():
             raise VmcError(f"profile {name!r} has no {filename}",
-                           f"remove it with `vmc profiles rm {name}` and tune again")
+                           f"remove it with `vmc profiles rm {name} --yes` and tune again")
         if file_sha256(path) != entry.get("sha256"):
             raise VmcError(f"{path} does not match the checksum in its manifest (modified or damaged)",
-                           f"remove it with `vmc profiles rm {name}` and tune again")
+                           f"remove it with `vmc profiles rm {name} --yes` and tune again")
         return load_file(str(path))
 
 

@@ -156,8 +156,7 @@ def interpolate(unet, scheduler, keyframes: torch.Tensor, text: torch.Tensor, un
                                        label=f"interpolation {start // n + 1}/{-(-b * pairs // n)}"))
     seg = torch.cat(segments).reshape(b, pairs, c, 5, h, w)
     out = keyframes.new_zeros((b, c, 4 * pairs + 1, h, w))
-    out[:, :, ::4] = keyframes
-    for i in range(pairs):
+    for i in range(pairs):  # pair i writes frames 4i..4i+4: together every frame, key-frames included
         out[:, :, 4 * i:4 * i + 5] = seg[:, i]
     return out
 

@@ -45,6 +45,10 @@ def evaluate(
     if no_clip and source is None:
         raise VmcError("--no-clip leaves nothing to score without --source.",
                        hint="Pass --source CLIP to score motion fidelity, or drop --no-clip.")
+    if keyframes is not None and keyframes < 1:
+        raise VmcError(f"--keyframes must be at least 1, not {keyframes}",
+                       hint="Pass --keyframes N with N >= 1 (e.g. 8, as the paper does), or leave it out "
+                       "to score all frames.")
     if not no_clip and not prompt:
         raise VmcError("--prompt is required for the CLIP scores.",
                        hint="Pass --prompt, or --no-clip with --source to score motion fidelity only.")
@@ -60,7 +64,7 @@ def evaluate(
         from ..metrics import DEFAULT_CLIP_MODEL, clip_scores, keyframe_indexes
 
         indexes = list(range(len(frames)))
-        if keyframes:
+        if keyframes is not None:
             indexes = keyframe_indexes(len(frames), keyframes)
         info(f"scoring {len(indexes)} of {len(frames)} frames with CLIP", quiet or as_json)
         scores = clip_scores(frames[indexes], prompt, clip_model or DEFAULT_CLIP_MODEL,

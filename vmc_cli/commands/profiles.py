@@ -10,7 +10,15 @@ app = typer.Typer(help="List, show and remove learned motions (profiles).", no_a
 
 
 def _summary(store, name: str) -> dict:
-    m = store.manifest(name)
+    """One row of ``profiles list``; a profile whose manifest is missing or unreadable is a
+    row with ``damaged`` set to the reason (and None elsewhere) instead of an error."""
+    from ..errors import VmcError
+
+    try:
+        m = store.manifest(name)
+        damaged = None
+    except VmcError as exc:
+        m, damaged = {}, exc.message
     return {
         "name": name,
         "backend": m.get("backend", {}).get("name"),
@@ -21,12 +29,13 @@ def _summary(store, name: str) -> dict:
         "inverted": "inversion" in m,
         "created": m.get("created"),
         "path": str(store.path(name)),
+        "damaged": damaged,
     }
 
 
 @app.command("list")
 def list_(home: Home = None, as_json: Json = False):
-    """List the profiles in the store."""
+    """List the profiles in the store (damaged ones too, marked: remove them with `vmc profiles rm`)."""
     from ..output import emit_json
     from ..profiles import ProfileStore
 
@@ -41,15 +50,19 @@ def list_(home: Home = None, as_json: Json = False):
         info(f"no profiles yet in {store.root}; make one with `vmc tune CLIP --prompt ...`")
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(box=None)
     for col in ("name", "backend", "tuning prompt", "steps", "loss", "inverted", "created"):
         table.add_column(col)
     for r in rows:
+        if r["damaged"]:
+            table.add_row(escape(r["name"]), "DAMAGED", escape(r["damaged"]), "-", "-", "-", "-")
+            continue
         loss = f"{r['loss']:.4f}" if isinstance(r["loss"], float) else "-"
-        table.add_row(r["name"], str(r["backend"]), str(r["tuning_prompt"]), str(r["steps"]), loss,
-                      "yes" if r["inverted"] else "no", str(r["created"]))
+        table.add_row(escape(r["name"]), escape(str(r["backend"])), escape(str(r["tuning_prompt"])),
+                      str(r["steps"]), loss, "yes" if r["inverted"] else "no", str(r["created"]))
     Console().print(table)
 
 
@@ -57,14 +70,13 @@ def list_(home: Home = None, as_json: Json = False):
 def show(name: Annotated[str, typer.Argument(help="Profile name.")], home: Home = None, as_json: Json = False):
     """Show a profile's manifest (what was tuned, from what, with which settings)."""
     from ..output import emit_json
-    from ..profiles import MANIFEST, ProfileStore
+    from ..profiles import ProfileStore
 
     store = ProfileStore(home)
-    manifest = store.manifest(name)
     if as_json:
-        emit_json(manifest)
-    else:
-        print((store.path(name) / MANIFEST).read_text(encoding="utf-8"), end="")
+        emit_json(store.manifest(name))  # unknown or unreadable -> one clear error
+    else:  # the file as written, read once
+        print(store.manifest_path(name).read_text(encoding="utf-8", errors="replace"), end="")
 
 
 @app.command("rm")
@@ -81,8 +93,9 @@ def rm(
     from ..profiles import ProfileStore
 
     store = ProfileStore(home)
-    store.manifest(name)  # unknown profile -> clear error
     path = store.path(name)
+    if not path.is_dir():  # only the folder is needed: a damaged profile must stay removable
+        store.manifest_path(name)  # raises the usual "no profile named" error
     if dry_run or not yes:
         if not dry_run:
             raise VmcError(f"not removing {name!r} without --yes", f"run `vmc profiles rm {name} --yes`")
