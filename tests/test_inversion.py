@@ -6,7 +6,7 @@ import pytest
 import torch
 from diffusers import DDIMInverseScheduler, DDIMScheduler, DDPMScheduler
 
-from vmc_cli.inversion import ddim_invert, inversion_timesteps, kept_signal
+from vmc_cli.inversion import ddim_invert, kept_signal
 from vmc_cli.sampling import ddim_sample, guided
 
 CONFIG = {"num_train_timesteps": 1000, "beta_schedule": "squaredcos_cap_v2", "prediction_type": "epsilon",
@@ -126,3 +126,24 @@ def test_kept_signal_matches_the_cosine_schedule_formula():
     assert info["signal"] == pytest.approx(math.sqrt(f(401) / f(0)), abs=1e-5)
     with pytest.raises(ValueError):
         kept_signal(DDIMInverseScheduler.from_config(CONFIG), 10, 0.0)
+
+
+def test_matching_timestep_bridges_different_schedules():
+    """With the authors' schedule the inversion's last timestep means another noise level on the
+    sampler's schedule: the start is chosen by level, not by number."""
+    from vmc_cli.sampling import matching_timestep
+
+    authors = {**CONFIG, "beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012,
+               "steps_offset": 1}
+    info = kept_signal(DDIMInverseScheduler.from_config(authors), 75, 0.5)
+    sampler = DDIMScheduler.from_config(CONFIG)
+    start = matching_timestep(sampler, 75, info["signal"])
+    grid = sorted(int(t) for t in sampler.timesteps)
+    assert ABAR[start] <= info["signal"] ** 2  # at least as noisy as the inverted tensor
+    below = [t for t in grid if t < start]
+    assert not below or ABAR[max(below)] > info["signal"] ** 2  # and the least noisy such step
+    assert start != info["final_timestep"]  # the naive choice (same number) would be wrong here
+    # same schedule and grid: the level is the inversion's own last timestep
+    same = kept_signal(DDIMInverseScheduler.from_config(CONFIG), 75, 0.5)
+    assert matching_timestep(DDIMScheduler.from_config(CONFIG), 75, same["signal"]) == same["final_timestep"]
+    assert matching_timestep(DDIMScheduler.from_config(CONFIG), 75, 0.0) == max(grid)

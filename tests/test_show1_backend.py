@@ -401,8 +401,12 @@ def keyframe_backend(show1_root, show1_env):
 def test_keyframe_model(keyframe_backend, show1_root):
     b = keyframe_backend
     assert (b.width, b.height, b.num_frames) == (16, 10, 8)
-    assert b.defaults == {"steps": 400, "lr": 1e-4, "invert_steps": 75, "sample_steps": 75, "guidance": 9.0,
-                          "negative_prompt": ""}
+    assert b.defaults == {"invert_steps": 75, "sample_steps": 75, "guidance": 9.0, "negative_prompt": ""}
+    from vmc_cli.tuning import TuneConfig  # METHOD.md's tuning settings
+
+    c = TuneConfig()
+    assert (c.steps, c.lr, c.betas, c.weight_decay, c.adam_eps, c.max_grad_norm, c.batch_size, c.target) == \
+        (400, 1e-4, (0.9, 0.999), 1e-2, 1e-8, 1.0, 1, "qkv")
     assert b.unet.config.out_channels == 6
     x = torch.randn(2, 3, 8, 10, 16)
     eps = b.predict_noise(x, torch.tensor([10, 500]), b.encode_prompts(["a cat", ""]))

@@ -93,3 +93,29 @@ def test_bad_config_values():
         TuneConfig(steps=0)
     with pytest.raises(VmcError):
         TuneConfig(lr=-1)
+
+
+def test_float16_targets_with_loss_scaling_are_refused(tiny, monkeypatch):
+    """On CUDA in float16 the loss scaler cannot unscale float16 gradients: a clear error, not a crash."""
+    import vmc_cli.tuning as tuning
+
+    class FakeScaler:
+        def __init__(self, *a, enabled=True, **k):
+            self.enabled = enabled
+
+        def is_enabled(self):
+            return True
+
+    monkeypatch.setattr(tuning.torch.amp, "GradScaler", FakeScaler)
+    before = {n: p.detach().clone() for n, p in tiny.unet.named_parameters()}
+    monkeypatch.setattr(tiny, "dtype", torch.float16)
+    target = "mid_block.temp_attentions.0.transformer_blocks.0.attn1.to_q"
+    param = dict(tiny.unet.named_parameters())[f"{target}.weight"]
+    param.data = param.data.half()
+    try:
+        with pytest.raises(VmcError, match="float16"):
+            tune(tiny, _clip(), tiny.encode_prompts(["a"]), TuneConfig(steps=1, target=target))
+    finally:
+        param.data = before[f"{target}.weight"].clone()
+    # nothing was trained: every other parameter is untouched
+    assert all(torch.equal(p, before[n]) for n, p in tiny.unet.named_parameters())

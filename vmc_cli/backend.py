@@ -33,10 +33,9 @@ class Backend:
     height: int = 40
     #: frames per second of the final video
     fps: float = 8.0
-    #: method defaults; every one is a visible CLI option
+    #: inference defaults (METHOD.md); every one is a visible CLI option. Tuning defaults
+    #: live in ``vmc_cli.tuning.TuneConfig``.
     defaults: dict[str, Any] = {
-        "steps": 400,
-        "lr": 1e-4,
         "invert_steps": 75,
         "sample_steps": 75,
         "guidance": 9.0,
@@ -115,12 +114,23 @@ class Backend:
 
     # -- clips -------------------------------------------------------------
     def frames_to_model(self, frames: "np.ndarray") -> "torch.Tensor":
-        """(frames, height, width, 3) uint8 at key-frame size -> (1, C, F, h, w) model space."""
-        raise NotImplementedError
+        """(frames, height, width, 3) uint8 at key-frame size -> (1, C, F, h, w) model space.
+
+        The default is pixel space in [-1, 1] (Show-1's base model); a latent backend
+        overrides this (and :meth:`model_to_frames`) to go through its VAE."""
+        import numpy as np
+        import torch
+
+        x = torch.from_numpy(np.ascontiguousarray(frames)).to(torch.float32)
+        x = x.permute(3, 0, 1, 2)[None] / 127.5 - 1.0  # (1, 3, F, H, W)
+        return x.to(self.device, self.dtype)
 
     def model_to_frames(self, x: "torch.Tensor") -> "np.ndarray":
-        """(1, C, F, h, w) model space -> (frames, height, width, 3) uint8."""
-        raise NotImplementedError
+        """(1, C, F, h, w) model space -> (frames, height, width, 3) uint8 (default: pixels in [-1, 1])."""
+        import torch
+
+        x = ((x[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        return x.permute(1, 2, 3, 0).cpu().numpy()
 
     # -- cascade -----------------------------------------------------------
     #: names of the later stages, in order (``keyframes`` always comes first)

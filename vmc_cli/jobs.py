@@ -14,6 +14,7 @@ from .errors import VmcError
 from .progress import SILENT, Reporter
 from .profiles import CLIP, INVERSION, SCHEMA, WEIGHTS, ProfileStore, check_backend, now, slug, validate_name
 from .prompts import appearance_invariant
+from .sampling import matching_timestep
 from .tuning import TuneConfig, apply_weights, loss_summary, tune
 from .video import file_sha256, frame_indexes, guess_format, read_video, write_video
 
@@ -184,13 +185,13 @@ def inversion_settings(backend, steps: int, strength: float) -> dict:
 
 
 def invert(backend, name: str, manifest: dict, store: ProfileStore, steps: int, progress: Reporter,
-           strength: float = 1.0):
+           strength: float = 1.0, settings: dict | None = None):
     """DDIM-invert the profile's clip with its tuned model and save it into the profile."""
     import torch
 
     from .inversion import ddim_invert
 
-    settings = inversion_settings(backend, steps, strength)
+    settings = settings or inversion_settings(backend, steps, strength)
     progress.log(f"DDIM inversion ({settings['mode']} schedule): {steps} steps, strength {strength}, up to "
                  f"t={settings['final_timestep']}; the noise keeps {100 * settings['signal']:.2f}% of the clip's signal")
     clip = store.load(name, CLIP, manifest)["clip"].to(backend.device, backend.dtype)
@@ -230,6 +231,8 @@ def generate(name: str, prompts: list[str], outputs: list[Path], *, store: Profi
         raise VmcError(f"unknown --init {init!r}", "use 'inverted' or 'noise'")
     check_counts(steps=steps, invert_steps=invert_steps)
     check_strength(strength)
+    if fps is not None and not fps > 0:
+        raise VmcError(f"--fps must be positive, got {fps}")
     for out in outputs:
         guess_format(Path(out), fmt)  # a bad --format or -o suffix fails before any work
     backend, manifest = load_profile(name, store=store, runtime=runtime, backend_name=backend_name,
@@ -238,6 +241,9 @@ def generate(name: str, prompts: list[str], outputs: list[Path], *, store: Profi
     guidance = or_default(guidance, backend.defaults["guidance"])
     invert_steps = or_default(invert_steps, backend.defaults["invert_steps"])
     negative = or_default(negative_prompt, backend.defaults.get("negative_prompt", ""))
+    # Every prompt is encoded once, then the text encoder can go (a batch must not reload it).
+    backend.encode_prompts(list(dict.fromkeys([*prompts, negative, ""])))
+    backend.release_text_encoder()
     start = None
     if init == "inverted":
         saved = manifest.get("inversion", {})
@@ -245,14 +251,17 @@ def generate(name: str, prompts: list[str], outputs: list[Path], *, store: Profi
         if INVERSION in manifest.get("files", {}) and all(saved.get(k) == v for k, v in wanted.items()):
             x_t = store.load(name, INVERSION, manifest)["noise"]
         else:
-            x_t, _ = invert(backend, name, manifest, store, invert_steps, runtime.progress, strength)
+            x_t, _ = invert(backend, name, manifest, store, invert_steps, runtime.progress, strength, wanted)
         # A full inversion is sampled from the top of the schedule (as the authors did, whatever
-        # signal the inversion schedule left); a partial one from the level it reached.
-        start = None if strength >= 1 else wanted["final_timestep"]
+        # signal the inversion schedule left); a partial one from the sampler's timestep whose
+        # noise level matches what the inversion reached (the two schedules may differ).
+        if strength < 1:
+            start = matching_timestep(backend.sampling_scheduler(), steps, wanted["signal"])
+    else:
+        shape = store.load(name, CLIP, manifest)["clip"].shape
     results = []
     for i, (prompt, out) in enumerate(zip(prompts, outputs)):
         if init == "noise":
-            shape = store.load(name, CLIP, manifest)["clip"].shape
             x_t = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed))
         text, uncond = backend.encode_prompts([prompt, negative]).chunk(2)
         predict = guided(backend.predict_noise, text, uncond, guidance)

@@ -11,6 +11,17 @@ from .progress import SILENT, Reporter
 Predict = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+def matching_timestep(scheduler, steps: int, signal: float) -> int:
+    """The sampler's timestep (for ``steps`` steps) to start from when the input keeps
+    ``signal`` = sqrt(abar) of the clip: the least noisy one that is at least as noisy
+    (abar(t) <= signal^2), so that it works when inversion and sampling use different
+    noise schedules or step counts. The top timestep when the input is noisier than all."""
+    scheduler.set_timesteps(steps)
+    abar = scheduler.alphas_cumprod
+    noisy_enough = [int(t) for t in scheduler.timesteps if float(abar[int(t)]) <= signal**2 + 1e-12]
+    return min(noisy_enough) if noisy_enough else int(scheduler.timesteps.max())
+
+
 @torch.no_grad()
 def ddim_sample(predict: Predict, scheduler, x_t: torch.Tensor, steps: int,
                 progress: Reporter = SILENT, label: str = "key-frames",

@@ -108,8 +108,14 @@ def tune(backend, video: torch.Tensor, text: torch.Tensor, config: TuneConfig,
     device = video.device
     x0 = video.expand(config.batch_size, *video.shape[1:])
     emb = text.expand(config.batch_size, *text.shape[1:])
-    # float16 gradients underflow without loss scaling (bfloat16 and float32 need none).
+    # float16 gradients underflow without loss scaling (bfloat16 and float32 need none); the
+    # scaler needs float32 master weights, which backends keep for their default targets.
     scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda" and backend.dtype == torch.float16)
+    half = sorted(n for n, p in targets.items() if p.dtype == torch.float16)
+    if scaler.is_enabled() and half:
+        raise VmcError(f"--target {config.target!r} selects {len(half)} float16 parameters (e.g. {half[0]}), "
+                       "which cannot be trained with float16 loss scaling",
+                       "use --dtype bfloat16 or --dtype float32, or the default --target qkv")
     losses: list[float] = []
     unet.train()
     task = progress.task("tuning", config.steps)

@@ -49,7 +49,6 @@ import os
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from vmc_cli.backend import Backend
@@ -134,15 +133,8 @@ class Show1Backend(Backend):
 
     num_frames = 8
     fps = 8.0
-    #: method defaults (METHOD.md): tuning steps/lr, DDIM inversion and sampling steps, guidance
-    defaults = {
-        "steps": 400,
-        "lr": 1e-4,
-        "invert_steps": 75,
-        "sample_steps": 75,
-        "guidance": 9.0,
-        "negative_prompt": "",
-    }
+    # inference defaults: Backend.defaults (METHOD.md's 75/75 steps, guidance 9.0); tuning
+    # defaults: vmc_cli.tuning.TuneConfig (400 steps, lr 1e-4, ...)
     temporal_attention_marker = "temp_attentions"
     cascade_stages = ("interpolation", "sr1", "sr2")
     #: warn about CPU runs of key-frame models bigger than this (the real one has 1.7 billion)
@@ -453,15 +445,6 @@ class Show1Backend(Backend):
         return {"mode": self.inversion, "schedule": schedule}
 
     # -- clips ---------------------------------------------------------------------------------
-    def frames_to_model(self, frames):
-        x = torch.from_numpy(np.ascontiguousarray(frames)).to(torch.float32)
-        x = x.permute(3, 0, 1, 2)[None] / 127.5 - 1.0  # (1, 3, F, H, W)
-        return x.to(self.device, self.dtype)
-
-    def model_to_frames(self, x):
-        x = ((x[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-        return x.permute(1, 2, 3, 0).cpu().numpy()
-
     # -- cascade ---------------------------------------------------------------------------------
     def _load_stage(self, role: str) -> dict:
         """The models of a role, loaded once (kept in CPU memory while offloading)."""

@@ -21,7 +21,6 @@ import json
 import re
 import zlib
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -102,7 +101,6 @@ class TinyBackend(Backend):
     num_frames = 8
     width, height = 64, 40
     fps = 8.0
-    defaults = {**Backend.defaults}
     cascade_stages = ("interpolation", "upscale")
 
     def __init__(self):
@@ -173,15 +171,6 @@ class TinyBackend(Backend):
         return {"_class_name": "DDPMScheduler", **SCHEDULER}
 
     # -- clips ---------------------------------------------------------------
-    def frames_to_model(self, frames):
-        x = torch.from_numpy(np.ascontiguousarray(frames)).to(torch.float32)
-        x = x.permute(3, 0, 1, 2)[None] / 127.5 - 1.0  # (1, 3, F, H, W)
-        return x.to(self.device, self.dtype)
-
-    def model_to_frames(self, x):
-        x = ((x[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-        return x.permute(1, 2, 3, 0).cpu().numpy()
-
     # -- cascade -------------------------------------------------------------
     def _denoise(self, unet, baseline, cond, text, uncond, steps, guidance, strength, generator, label, progress):
         """Video-to-video denoising from ``baseline`` noised to ``strength``; ``cond``
