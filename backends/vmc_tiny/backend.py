@@ -173,30 +173,26 @@ class TinyBackend(Backend):
     # -- clips ---------------------------------------------------------------
     # -- cascade -------------------------------------------------------------
     def _denoise(self, unet, baseline, cond, text, uncond, steps, guidance, strength, generator, label, progress):
-        """Video-to-video denoising from ``baseline`` noised to ``strength``; ``cond``
-        is concatenated to the input channels. Noise is shared across the batch."""
+        """Video-to-video denoising from ``baseline`` noised to ``strength`` with vmc's own
+        guided DDIM sampler; ``cond`` is concatenated to the input channels. Noise is shared
+        across the batch."""
         from diffusers import DDIMScheduler
+
+        from vmc_cli.sampling import ddim_sample, guided
 
         sched = DDIMScheduler.from_config(self.noise_scheduler_config())
         sched.set_timesteps(steps)
-        keep = max(1, min(steps, int(round(steps * strength))))
-        timesteps = sched.timesteps[steps - keep:]
+        start = sched.timesteps[steps - max(1, min(steps, int(round(steps * strength))))]
         noise = torch.randn((1, *baseline.shape[1:]), generator=generator, device="cpu")
         noise = noise.to(baseline.device, baseline.dtype).expand_as(baseline)
-        x = sched.add_noise(baseline, noise, timesteps[:1].repeat(baseline.shape[0]))
-        b = x.shape[0]
-        use_cfg = guidance != 1.0
-        emb = torch.cat([text.expand(b, -1, -1), uncond.expand(b, -1, -1)]) if use_cfg else text.expand(b, -1, -1)
-        for t in progress.track(timesteps, label):
-            inp = torch.cat([x, cond], dim=1)
-            if use_cfg:
-                inp = torch.cat([inp, inp])
-            eps = unet(inp, t.expand(inp.shape[0]).to(self.device), encoder_hidden_states=emb).sample
-            if use_cfg:
-                eps_c, eps_u = eps.chunk(2)
-                eps = eps_u + guidance * (eps_c - eps_u)
-            x = sched.step(eps, t, x).prev_sample
-        return x
+        x = sched.add_noise(baseline, noise, start.repeat(baseline.shape[0]))
+
+        def predict(x, t, emb):  # x may be the guided double batch: repeat cond to match
+            inp = torch.cat([x, cond.repeat(x.shape[0] // cond.shape[0], 1, 1, 1, 1)], dim=1)
+            return unet(inp, t.to(self.device), encoder_hidden_states=emb).sample
+
+        return ddim_sample(guided(predict, text, uncond, guidance), sched, x, steps, progress, label,
+                           start_timestep=int(start))
 
     @torch.no_grad()
     def run_cascade(self, keyframes, prompt, *, negative_prompt="", seed=0, stages=None, progress=None):
