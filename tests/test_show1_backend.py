@@ -357,18 +357,25 @@ def test_hub_revisions_are_recorded_and_checked(run_cli, clip_path, show1_root, 
     shown = run_cli("profiles", "show", name, "--json").json()
     assert shown["backend"]["models"]["keyframes"]["revision"] == COMMIT_A
 
+    from vmc_show1.backend import Show1Backend
+
+    loads = []
+    original = Show1Backend._load_keyframe_model
+    monkeypatch.setattr(Show1Backend, "_load_keyframe_model", lambda self: loads.append(1) or original(self))
     monkeypatch.setenv("VMC_SHOW1_REVISIONS", f"keyframes={COMMIT_B}")
     refused = run_cli("generate", name, "--prompt", "a ball", "--stages", "keyframes", "--steps", "1",
                       "--invert-steps", "1", "--device", "cpu", "-o", hub_cache.parent / "x.mp4")
     assert refused.code == 1
     assert f"tuned on key-frame model showlab/show-1-base@{COMMIT_A}" in refused.stderr
     assert f"@{COMMIT_B}" in refused.stderr
+    assert loads == []  # refused before the key-frame weights were read
 
     monkeypatch.setenv("VMC_SHOW1_REVISIONS", f"keyframes={COMMIT_A}")
     ok = run_cli("generate", name, "--prompt", "a ball", "--stages", "keyframes", "--steps", "1",
                  "--invert-steps", "1", "--device", "cpu", "-o", hub_cache.parent / "y.mp4", "--json")
     assert ok.code == 0, ok
     assert ok.json()["videos"][0]["frames"] == 8
+    assert loads == [1]
 
 
 def test_local_revision_is_a_hash_of_the_config_files(tmp_path, show1_root, show1_env):

@@ -14,7 +14,7 @@ Frames on disk are uint8 numpy arrays (frames, height, width, 3).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -49,10 +49,15 @@ class Backend:
 
     # -- loading ---------------------------------------------------------
     def load(self, *, device: str = "cpu", dtype: str | None = None, model_path: str | None = None,
-             stages: tuple[str, ...] = ("keyframes",), progress: "Reporter | None" = None) -> None:
+             stages: tuple[str, ...] = ("keyframes",), progress: "Reporter | None" = None,
+             check: "Callable[[dict], None] | None" = None) -> None:
         """Load the models. ``stages`` says which parts are needed: ``keyframes``
         (key-frame model and text encoder), names from ``cascade_stages``, or
-        ``all`` (see :meth:`expand_stages`). Loading twice loads only what is new."""
+        ``all`` (see :meth:`expand_stages`). Loading twice loads only what is new.
+
+        ``check``, when given, is called with :meth:`model_info` as soon as the model
+        files are located and before any weights are read, so that a profile made with
+        another model revision is refused before minutes of loading (it raises)."""
         raise NotImplementedError
 
     def expand_stages(self, stages: tuple[str, ...]) -> tuple[str, ...]:

@@ -86,9 +86,14 @@ class Runtime:
 
         return self.load(get_backend(name), stages)
 
-    def load(self, backend, stages: tuple[str, ...]):
+    def load(self, backend, stages: tuple[str, ...], check=None):
+        import inspect
+
+        extra = {}
+        if check is not None and "check" in inspect.signature(backend.load).parameters:
+            extra["check"] = check  # older plugins without it are checked after loading instead
         backend.load(device=resolve_device(self.device), dtype=self.dtype, model_path=self.model_path,
-                     stages=stages, progress=self.progress)
+                     stages=stages, progress=self.progress, **extra)
         return backend
 
 
@@ -169,8 +174,12 @@ def load_profile(name: str, *, store: ProfileStore, runtime: Runtime, backend_na
     if backend_name:
         get_backend(backend_name)  # an unknown backend is reported as such
     check_backend(manifest, name, backend_name or made_by)
-    backend = runtime.load(get_backend(made_by), stages)
-    check_backend(manifest, name, made_by, backend.model_info())
+
+    def same_models(info: dict) -> None:
+        check_backend(manifest, name, made_by, info)
+
+    backend = runtime.load(get_backend(made_by), stages, check=same_models)  # refused before weights load
+    same_models(backend.model_info())
     apply_weights(backend.unet, store.load(name, WEIGHTS, manifest))
     return backend, manifest
 

@@ -194,7 +194,7 @@ class Show1Backend(Backend):
                 "sr2": (_multiple_of_8(576 * w / 64), _multiple_of_8(320 * h / 40))}
 
     # -- loading ---------------------------------------------------------------------------
-    def load(self, *, device="cpu", dtype=None, model_path=None, stages=("keyframes",), progress=None):
+    def load(self, *, device="cpu", dtype=None, model_path=None, stages=("keyframes",), progress=None, check=None):
         """Find the files of every repository the stages need (one clear error for all that
         are missing), then load the key-frame model. The later stages' models are loaded the
         first time :meth:`run_cascade` needs them."""
@@ -211,6 +211,8 @@ class Show1Backend(Backend):
         if roles:
             prefer = "fp16" if self.dtype == torch.float16 else None
             self._resolved.update(repos.resolve_all([REPOS[r] for r in roles], self.revisions, root, prefer, self._log))
+        if check is not None:
+            check(self.model_info())  # e.g. a profile from another revision: refuse before loading weights
         if "keyframes" in stages and self._unet is None:
             self._load_keyframe_model()
         self._warn_if_cpu()

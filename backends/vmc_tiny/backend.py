@@ -113,9 +113,11 @@ class TinyBackend(Backend):
         self.dtype = torch.float32
 
     # -- loading -----------------------------------------------------------
-    def load(self, *, device="cpu", dtype=None, model_path=None, stages=("keyframes",), progress=None):
+    def load(self, *, device="cpu", dtype=None, model_path=None, stages=("keyframes",), progress=None, check=None):
         if model_path:
             raise VmcError("the tiny backend has no model files to load", "drop --model-path")
+        if check is not None:
+            check(self.model_info())
         stages = self.expand_stages(tuple(stages))
         self.device = torch.device(device)
         self.dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16}.get(dtype or "", torch.float32)
