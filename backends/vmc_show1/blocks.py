@@ -90,6 +90,12 @@ def _resnet(
     )
 
 
+def _resnet_kwargs(eps, groups, act_fn, time_scale_shift, output_scale_factor, skip_time_act, dropout) -> dict:
+    """The resnet settings every block passes on to :func:`_resnet`."""
+    return dict(eps=eps, groups=groups, act_fn=act_fn, time_scale_shift=time_scale_shift,
+                output_scale_factor=output_scale_factor, skip_time_act=skip_time_act, dropout=dropout)
+
+
 def _temporal_conv(channels: int) -> TemporalConvLayer:
     return TemporalConvLayer(
         channels, channels, dropout=TEMPORAL_CONV_DROPOUT, norm_num_groups=TEMPORAL_CONV_GROUPS
@@ -288,15 +294,8 @@ class ResnetDownsampleBlock3D(_DownBlock3D):
         dropout: float = 0.0,
     ):
         super().__init__()
-        rkw = dict(
-            eps=resnet_eps,
-            groups=resnet_groups,
-            act_fn=resnet_act_fn,
-            time_scale_shift=resnet_time_scale_shift,
-            output_scale_factor=output_scale_factor,
-            skip_time_act=skip_time_act,
-            dropout=dropout,
-        )
+        rkw = _resnet_kwargs(resnet_eps, resnet_groups, resnet_act_fn, resnet_time_scale_shift,
+                             output_scale_factor, skip_time_act, dropout)
         self.resnets = nn.ModuleList(
             [_resnet(in_channels if i == 0 else out_channels, out_channels, temb_channels, **rkw) for i in range(num_layers)]
         )
@@ -332,15 +331,8 @@ class SimpleCrossAttnDownBlock3D(_DownBlock3D):
         dropout: float = 0.0,
     ):
         super().__init__()
-        rkw = dict(
-            eps=resnet_eps,
-            groups=resnet_groups,
-            act_fn=resnet_act_fn,
-            time_scale_shift=resnet_time_scale_shift,
-            output_scale_factor=output_scale_factor,
-            skip_time_act=skip_time_act,
-            dropout=dropout,
-        )
+        rkw = _resnet_kwargs(resnet_eps, resnet_groups, resnet_act_fn, resnet_time_scale_shift,
+                             output_scale_factor, skip_time_act, dropout)
         self.resnets = nn.ModuleList(
             [_resnet(in_channels if i == 0 else out_channels, out_channels, temb_channels, **rkw) for i in range(num_layers)]
         )
@@ -384,15 +376,8 @@ class DownBlock3D(_DownBlock3D):
         dropout: float = 0.0,
     ):
         super().__init__()
-        rkw = dict(
-            eps=resnet_eps,
-            groups=resnet_groups,
-            act_fn=resnet_act_fn,
-            time_scale_shift=resnet_time_scale_shift,
-            output_scale_factor=output_scale_factor,
-            skip_time_act=skip_time_act,
-            dropout=dropout,
-        )
+        rkw = _resnet_kwargs(resnet_eps, resnet_groups, resnet_act_fn, resnet_time_scale_shift,
+                             output_scale_factor, skip_time_act, dropout)
         self.resnets = nn.ModuleList(
             [_resnet(in_channels if i == 0 else out_channels, out_channels, temb_channels, **rkw) for i in range(num_layers)]
         )
@@ -435,15 +420,8 @@ class CrossAttnDownBlock3D(_DownBlock3D):
         dropout: float = 0.0,
     ):
         super().__init__()
-        rkw = dict(
-            eps=resnet_eps,
-            groups=resnet_groups,
-            act_fn=resnet_act_fn,
-            time_scale_shift=resnet_time_scale_shift,
-            output_scale_factor=output_scale_factor,
-            skip_time_act=skip_time_act,
-            dropout=dropout,
-        )
+        rkw = _resnet_kwargs(resnet_eps, resnet_groups, resnet_act_fn, resnet_time_scale_shift,
+                             output_scale_factor, skip_time_act, dropout)
         self.resnets = nn.ModuleList(
             [_resnet(in_channels if i == 0 else out_channels, out_channels, temb_channels, **rkw) for i in range(num_layers)]
         )
@@ -532,15 +510,8 @@ class ResnetUpsampleBlock3D(_UpBlock3D):
         dropout: float = 0.0,
     ):
         super().__init__()
-        rkw = dict(
-            eps=resnet_eps,
-            groups=resnet_groups,
-            act_fn=resnet_act_fn,
-            time_scale_shift=resnet_time_scale_shift,
-            output_scale_factor=output_scale_factor,
-            skip_time_act=skip_time_act,
-            dropout=dropout,
-        )
+        rkw = _resnet_kwargs(resnet_eps, resnet_groups, resnet_act_fn, resnet_time_scale_shift,
+                             output_scale_factor, skip_time_act, dropout)
         self.resnets = nn.ModuleList(
             [
                 _resnet(_up_resnet_channels(i, num_layers, in_channels, prev_output_channel, out_channels),
@@ -581,15 +552,8 @@ class SimpleCrossAttnUpBlock3D(_UpBlock3D):
         dropout: float = 0.0,
     ):
         super().__init__()
-        rkw = dict(
-            eps=resnet_eps,
-            groups=resnet_groups,
-            act_fn=resnet_act_fn,
-            time_scale_shift=resnet_time_scale_shift,
-            output_scale_factor=output_scale_factor,
-            skip_time_act=skip_time_act,
-            dropout=dropout,
-        )
+        rkw = _resnet_kwargs(resnet_eps, resnet_groups, resnet_act_fn, resnet_time_scale_shift,
+                             output_scale_factor, skip_time_act, dropout)
         self.resnets = nn.ModuleList(
             [
                 _resnet(_up_resnet_channels(i, num_layers, in_channels, prev_output_channel, out_channels),
@@ -637,15 +601,8 @@ class UpBlock3D(_UpBlock3D):
         dropout: float = 0.0,
     ):
         super().__init__()
-        rkw = dict(
-            eps=resnet_eps,
-            groups=resnet_groups,
-            act_fn=resnet_act_fn,
-            time_scale_shift=resnet_time_scale_shift,
-            output_scale_factor=output_scale_factor,
-            skip_time_act=skip_time_act,
-            dropout=dropout,
-        )
+        rkw = _resnet_kwargs(resnet_eps, resnet_groups, resnet_act_fn, resnet_time_scale_shift,
+                             output_scale_factor, skip_time_act, dropout)
         self.resnets = nn.ModuleList(
             [
                 _resnet(_up_resnet_channels(i, num_layers, in_channels, prev_output_channel, out_channels),
@@ -688,15 +645,8 @@ class CrossAttnUpBlock3D(_UpBlock3D):
         dropout: float = 0.0,
     ):
         super().__init__()
-        rkw = dict(
-            eps=resnet_eps,
-            groups=resnet_groups,
-            act_fn=resnet_act_fn,
-            time_scale_shift=resnet_time_scale_shift,
-            output_scale_factor=output_scale_factor,
-            skip_time_act=skip_time_act,
-            dropout=dropout,
-        )
+        rkw = _resnet_kwargs(resnet_eps, resnet_groups, resnet_act_fn, resnet_time_scale_shift,
+                             output_scale_factor, skip_time_act, dropout)
         self.resnets = nn.ModuleList(
             [
                 _resnet(_up_resnet_channels(i, num_layers, in_channels, prev_output_channel, out_channels),
@@ -784,15 +734,8 @@ class UNetMidBlock3DSimpleCrossAttn(_MidBlock3D):
         dropout: float = 0.0,
     ):
         super().__init__()
-        rkw = dict(
-            eps=resnet_eps,
-            groups=resnet_groups,
-            act_fn=resnet_act_fn,
-            time_scale_shift=resnet_time_scale_shift,
-            output_scale_factor=output_scale_factor,
-            skip_time_act=skip_time_act,
-            dropout=dropout,
-        )
+        rkw = _resnet_kwargs(resnet_eps, resnet_groups, resnet_act_fn, resnet_time_scale_shift,
+                             output_scale_factor, skip_time_act, dropout)
         c = in_channels
         self.resnets = nn.ModuleList([_resnet(c, c, temb_channels, **rkw) for _ in range(num_layers + 1)])
         self.temp_convs = nn.ModuleList([_temporal_conv(c) for _ in range(num_layers + 1)])
@@ -832,15 +775,8 @@ class UNetMidBlock3DCrossAttn(_MidBlock3D):
         dropout: float = 0.0,
     ):
         super().__init__()
-        rkw = dict(
-            eps=resnet_eps,
-            groups=resnet_groups,
-            act_fn=resnet_act_fn,
-            time_scale_shift=resnet_time_scale_shift,
-            output_scale_factor=output_scale_factor,
-            skip_time_act=skip_time_act,
-            dropout=dropout,
-        )
+        rkw = _resnet_kwargs(resnet_eps, resnet_groups, resnet_act_fn, resnet_time_scale_shift,
+                             output_scale_factor, skip_time_act, dropout)
         c = in_channels
         self.resnets = nn.ModuleList([_resnet(c, c, temb_channels, **rkw) for _ in range(num_layers + 1)])
         self.temp_convs = nn.ModuleList([_temporal_conv(c) for _ in range(num_layers + 1)])
