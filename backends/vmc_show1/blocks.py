@@ -199,6 +199,30 @@ class Show1Block3D(nn.Module):
         # sets `_gradient_checkpointing_func`.
         self.gradient_checkpointing = False
 
+    def _add_simple_cross_attention(self, channels, num_layers, head_dim, cross_attention_dim, groups,
+                                    only_cross_attention, cross_attention_norm) -> None:
+        """``attentions`` + ``temp_attentions`` of the SimpleCrossAttn blocks. The head splits
+        are reversed: spatial added-KV attention has C // d heads of d, the temporal
+        transformer d heads of C // d."""
+        self.attentions = nn.ModuleList([
+            _added_kv_attention(channels, head_dim, cross_attention_dim, groups, only_cross_attention,
+                                cross_attention_norm)
+            for _ in range(num_layers)])
+        self.temp_attentions = nn.ModuleList(
+            [_temporal_transformer(channels, head_dim, groups) for _ in range(num_layers)])
+
+    def _add_cross_attention(self, channels, num_layers, num_heads, cross_attention_dim, groups,
+                             transformer_layers, use_linear_projection, only_cross_attention,
+                             upcast_attention) -> None:
+        """``attentions`` + ``temp_attentions`` of the CrossAttn (ZeroScope-style) blocks: both
+        ``num_heads`` heads of C // num_heads."""
+        self.attentions = nn.ModuleList([
+            _spatial_transformer(channels, num_heads, cross_attention_dim, groups, transformer_layers,
+                                 use_linear_projection, only_cross_attention, upcast_attention)
+            for _ in range(num_layers)])
+        self.temp_attentions = nn.ModuleList(
+            [_temporal_transformer(channels, num_heads, groups) for _ in range(num_layers)])
+
     def _checkpointing(self) -> bool:
         return torch.is_grad_enabled() and self.gradient_checkpointing
 
@@ -337,20 +361,8 @@ class SimpleCrossAttnDownBlock3D(_DownBlock3D):
             [_resnet(in_channels if i == 0 else out_channels, out_channels, temb_channels, **rkw) for i in range(num_layers)]
         )
         self.temp_convs = nn.ModuleList([_temporal_conv(out_channels) for _ in range(num_layers)])
-        # spatial: C // d heads of d
-        self.attentions = nn.ModuleList(
-            [
-                _added_kv_attention(
-                    out_channels, attention_head_dim, cross_attention_dim, resnet_groups,
-                    only_cross_attention, cross_attention_norm,
-                )
-                for _ in range(num_layers)
-            ]
-        )
-        # temporal: d heads of C // d (the reverse of the spatial split)
-        self.temp_attentions = nn.ModuleList(
-            [_temporal_transformer(out_channels, attention_head_dim, resnet_groups) for _ in range(num_layers)]
-        )
+        self._add_simple_cross_attention(out_channels, num_layers, attention_head_dim, cross_attention_dim,
+                                         resnet_groups, only_cross_attention, cross_attention_norm)
         self.downsamplers = (
             nn.ModuleList([_resnet(out_channels, out_channels, temb_channels, down=True, **rkw)]) if add_downsample else None
         )
@@ -426,19 +438,9 @@ class CrossAttnDownBlock3D(_DownBlock3D):
             [_resnet(in_channels if i == 0 else out_channels, out_channels, temb_channels, **rkw) for i in range(num_layers)]
         )
         self.temp_convs = nn.ModuleList([_temporal_conv(out_channels) for _ in range(num_layers)])
-        # spatial and temporal: num_attention_heads heads of C // num_attention_heads
-        self.attentions = nn.ModuleList(
-            [
-                _spatial_transformer(
-                    out_channels, num_attention_heads, cross_attention_dim, resnet_groups,
-                    transformer_layers_per_block, use_linear_projection, only_cross_attention, upcast_attention,
-                )
-                for _ in range(num_layers)
-            ]
-        )
-        self.temp_attentions = nn.ModuleList(
-            [_temporal_transformer(out_channels, num_attention_heads, resnet_groups) for _ in range(num_layers)]
-        )
+        self._add_cross_attention(out_channels, num_layers, num_attention_heads, cross_attention_dim, resnet_groups,
+                                  transformer_layers_per_block, use_linear_projection, only_cross_attention,
+                                  upcast_attention)
         self.downsamplers = (
             nn.ModuleList(
                 [Downsample2D(out_channels, use_conv=True, out_channels=out_channels, padding=downsample_padding, name="op")]
@@ -562,20 +564,8 @@ class SimpleCrossAttnUpBlock3D(_UpBlock3D):
             ]
         )
         self.temp_convs = nn.ModuleList([_temporal_conv(out_channels) for _ in range(num_layers)])
-        # spatial: C // d heads of d
-        self.attentions = nn.ModuleList(
-            [
-                _added_kv_attention(
-                    out_channels, attention_head_dim, cross_attention_dim, resnet_groups,
-                    only_cross_attention, cross_attention_norm,
-                )
-                for _ in range(num_layers)
-            ]
-        )
-        # temporal: d heads of C // d
-        self.temp_attentions = nn.ModuleList(
-            [_temporal_transformer(out_channels, attention_head_dim, resnet_groups) for _ in range(num_layers)]
-        )
+        self._add_simple_cross_attention(out_channels, num_layers, attention_head_dim, cross_attention_dim,
+                                         resnet_groups, only_cross_attention, cross_attention_norm)
         self.upsamplers = (
             nn.ModuleList([_resnet(out_channels, out_channels, temb_channels, up=True, **rkw)]) if add_upsample else None
         )
@@ -655,19 +645,9 @@ class CrossAttnUpBlock3D(_UpBlock3D):
             ]
         )
         self.temp_convs = nn.ModuleList([_temporal_conv(out_channels) for _ in range(num_layers)])
-        # spatial and temporal: num_attention_heads heads of C // num_attention_heads
-        self.attentions = nn.ModuleList(
-            [
-                _spatial_transformer(
-                    out_channels, num_attention_heads, cross_attention_dim, resnet_groups,
-                    transformer_layers_per_block, use_linear_projection, only_cross_attention, upcast_attention,
-                )
-                for _ in range(num_layers)
-            ]
-        )
-        self.temp_attentions = nn.ModuleList(
-            [_temporal_transformer(out_channels, num_attention_heads, resnet_groups) for _ in range(num_layers)]
-        )
+        self._add_cross_attention(out_channels, num_layers, num_attention_heads, cross_attention_dim, resnet_groups,
+                                  transformer_layers_per_block, use_linear_projection, only_cross_attention,
+                                  upcast_attention)
         self.upsamplers = (
             nn.ModuleList([Upsample2D(out_channels, use_conv=True, out_channels=out_channels)]) if add_upsample else None
         )
@@ -739,16 +719,8 @@ class UNetMidBlock3DSimpleCrossAttn(_MidBlock3D):
         c = in_channels
         self.resnets = nn.ModuleList([_resnet(c, c, temb_channels, **rkw) for _ in range(num_layers + 1)])
         self.temp_convs = nn.ModuleList([_temporal_conv(c) for _ in range(num_layers + 1)])
-        self.attentions = nn.ModuleList(
-            [
-                _added_kv_attention(c, attention_head_dim, cross_attention_dim, resnet_groups,
-                                    only_cross_attention, cross_attention_norm)
-                for _ in range(num_layers)
-            ]
-        )
-        self.temp_attentions = nn.ModuleList(
-            [_temporal_transformer(c, attention_head_dim, resnet_groups) for _ in range(num_layers)]
-        )
+        self._add_simple_cross_attention(c, num_layers, attention_head_dim, cross_attention_dim, resnet_groups,
+                                         only_cross_attention, cross_attention_norm)
 
 
 class UNetMidBlock3DCrossAttn(_MidBlock3D):
@@ -780,16 +752,8 @@ class UNetMidBlock3DCrossAttn(_MidBlock3D):
         c = in_channels
         self.resnets = nn.ModuleList([_resnet(c, c, temb_channels, **rkw) for _ in range(num_layers + 1)])
         self.temp_convs = nn.ModuleList([_temporal_conv(c) for _ in range(num_layers + 1)])
-        self.attentions = nn.ModuleList(
-            [
-                _spatial_transformer(c, num_attention_heads, cross_attention_dim, resnet_groups,
-                                     transformer_layers_per_block, use_linear_projection, False, upcast_attention)
-                for _ in range(num_layers)
-            ]
-        )
-        self.temp_attentions = nn.ModuleList(
-            [_temporal_transformer(c, num_attention_heads, resnet_groups) for _ in range(num_layers)]
-        )
+        self._add_cross_attention(c, num_layers, num_attention_heads, cross_attention_dim, resnet_groups,
+                                  transformer_layers_per_block, use_linear_projection, False, upcast_attention)
 
 
 DOWN_BLOCKS = {
