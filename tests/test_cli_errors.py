@@ -219,7 +219,9 @@ def test_unreadable_manifest(run_cli, profile):
 
 
 # -- failures during tuning -------------------------------------------------------
-def test_interrupted_tune_leaves_nothing(run_cli, vmc_home, clip_path, monkeypatch):
+def interrupt_at_call(monkeypatch, n: int) -> list:
+    """Ctrl-C from inside the tuning loop: the tiny backend's n-th noise prediction raises
+    KeyboardInterrupt. Returns the list that counts the calls."""
     from vmc_tiny.backend import TinyBackend
 
     calls = []
@@ -227,11 +229,16 @@ def test_interrupted_tune_leaves_nothing(run_cli, vmc_home, clip_path, monkeypat
 
     def predict_noise(self, x, t, text):
         calls.append(1)
-        if len(calls) == 2:
+        if len(calls) == n:
             raise KeyboardInterrupt
         return original(self, x, t, text)
 
     monkeypatch.setattr(TinyBackend, "predict_noise", predict_noise)
+    return calls
+
+
+def test_interrupted_tune_leaves_nothing(run_cli, vmc_home, clip_path, monkeypatch):
+    calls = interrupt_at_call(monkeypatch, 2)
     res = run_cli("tune", clip_path, "--prompt", "a disc is moving", "--steps", "2", "--json")
     assert len(calls) == 2  # the interrupt really came from inside the loop, at step 2
     assert res.code != 0, res
@@ -241,21 +248,11 @@ def test_interrupted_tune_leaves_nothing(run_cli, vmc_home, clip_path, monkeypat
 
 
 def test_interrupted_tune_with_force_keeps_the_old_profile(run_cli, profile, vmc_home, clip_path, monkeypatch):
-    from vmc_tiny.backend import TinyBackend
-
     before = snapshot(profile)
-    original = TinyBackend.predict_noise
-    calls = []
-
-    def predict_noise(self, x, t, text):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return original(self, x, t, text)
-
-    monkeypatch.setattr(TinyBackend, "predict_noise", predict_noise)
+    calls = interrupt_at_call(monkeypatch, 2)
     res = run_cli("tune", clip_path, "--prompt", "a disc is moving", "--steps", "2", "--force", "--json")
     assert res.code != 0, res
+    assert len(calls) == 2  # interrupted inside the loop, after the old profile was in place
     assert store_entries(vmc_home) == [PROFILE]
     assert snapshot(profile) == before
 
