@@ -23,6 +23,24 @@ if TYPE_CHECKING:  # pragma: no cover
     from .progress import Reporter
 
 
+DTYPES = ("float32", "float16", "bfloat16")
+
+
+def torch_dtype(name, device_type: str, half_on_cuda: bool = False):
+    """The torch dtype for a ``--dtype`` name (or a torch dtype); None gives float16 on CUDA
+    when ``half_on_cuda``, else float32."""
+    import torch
+
+    if name is None:
+        return torch.float16 if half_on_cuda and device_type == "cuda" else torch.float32
+    key = str(name).replace("torch.", "")
+    if key not in DTYPES:
+        from .errors import VmcError
+
+        raise VmcError(f"unknown --dtype {name!r}", f"use one of {', '.join(DTYPES)}")
+    return getattr(torch, key)
+
+
 class Backend:
     #: set by the plugin manager to the registered name
     name: str = "?"

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__
+from .backend import DTYPES
 from .errors import VmcError
 from .progress import SILENT, Reporter
 from .profiles import CLIP, INVERSION, SCHEMA, WEIGHTS, ProfileStore, check_backend, now, slug, validate_name
@@ -18,14 +19,12 @@ from .sampling import matching_timestep
 from .tuning import TuneConfig, apply_weights, loss_summary, tune
 from .video import file_sha256, frame_indexes, guess_format, read_video, write_video
 
+
 def default_backend() -> str:
     """``$VMC_BACKEND``, else Show-1 (the model the method was built on)."""
     import os
 
     return os.environ.get("VMC_BACKEND") or "show1"
-
-
-DTYPES = ("float32", "float16", "bfloat16")
 
 
 def check_device(device: str) -> str:

@@ -51,7 +51,7 @@ from pathlib import Path
 
 import torch
 
-from vmc_cli.backend import Backend
+from vmc_cli.backend import Backend, torch_dtype
 from vmc_cli.errors import VmcError
 from vmc_cli.progress import SILENT
 
@@ -83,8 +83,6 @@ AUTHORS_INVERSION = {
     "prediction_type": "epsilon",
 }
 INVERSION_MODES = ("authors", "model")
-DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
-          "half": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
 HALF = (torch.float16, torch.bfloat16)
 #: expected UNet input channels per role (a wrong repository fails early and clearly)
 IN_CHANNELS = {"keyframes": 3, "interpolation": 7, "sr1": 6, "sr1_first_frame": 6, "sr2": 4}
@@ -219,12 +217,7 @@ class Show1Backend(Backend):
 
     def _set_device(self, device, dtype) -> None:
         self.device = torch.device(device)
-        if dtype is None:
-            self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
-        elif str(dtype).replace("torch.", "") in DTYPES:
-            self.dtype = DTYPES[str(dtype).replace("torch.", "")]
-        else:
-            raise VmcError(f"unknown --dtype {dtype!r}", "use float32, float16 or bfloat16")
+        self.dtype = torch_dtype(dtype, self.device.type, half_on_cuda=True)
 
     def _log(self, message: str) -> None:
         self._progress.log(message)

@@ -24,7 +24,7 @@ import zlib
 import torch
 import torch.nn.functional as F
 
-from vmc_cli.backend import Backend
+from vmc_cli.backend import Backend, torch_dtype
 from vmc_cli.errors import VmcError
 from vmc_cli.progress import SILENT
 
@@ -120,7 +120,7 @@ class TinyBackend(Backend):
             check(self.model_info())
         stages = self.expand_stages(tuple(stages))
         self.device = torch.device(device)
-        self.dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16}.get(dtype or "", torch.float32)
+        self.dtype = torch_dtype(dtype, self.device.type)
         if "keyframes" in stages and self._unet is None:
             from transformers import CLIPTextConfig, CLIPTextModel
 
