@@ -1,8 +1,11 @@
 """The ``shapes`` key-frame model: Show-1's video UNet at a tiny size plus a small text
 encoder, trained from scratch on the shapes world (see ``vmc_shapes.train``).
 
-Pixel space like Show-1's base model: 8 frames of 32x32 in [-1, 1], epsilon prediction,
-cosine noise schedule. Text: a 2-layer CLIP text transformer over the hashing word
+Pixel space like Show-1's base model: 8 frames of 32x32 in [-1, 1], cosine noise
+schedule. The network predicts v (``v = sqrt(abar) eps - sqrt(1 - abar) x0``), not epsilon:
+an epsilon model this small never learnt the black-background prior at high noise, where
+the epsilon loss barely weighs x0 errors, and its samples from pure noise came out grey.
+The backend converts v to the epsilon the method works on. Text: a 2-layer CLIP text transformer over the hashing word
 tokenizer of the tiny backend (no vocabulary file), trained jointly with the UNet.
 """
 
@@ -13,7 +16,10 @@ from pathlib import Path
 
 import torch
 
-WEIGHTS = Path(__file__).parent / "weights" / "shapes.safetensors"
+#: The shipped weights: a folder in the diffusers layout (unet/, text_encoder/, scheduler/)
+#: plus training.json (recipe, time, final loss), loaded with ``from_pretrained`` like any
+#: checkpoint.
+WEIGHTS = Path(__file__).parent / "weights"
 SIZE = 32
 FRAMES = 8
 
@@ -28,7 +34,7 @@ UNET = dict(
 )
 TEXT = dict(vocab_size=1024, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
             max_position_embeddings=16, pad_token_id=0, bos_token_id=1, eos_token_id=2)
-SCHEDULER = dict(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="epsilon",
+SCHEDULER = dict(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction",
                  clip_sample=False, set_alpha_to_one=True, steps_offset=0)
 
 
@@ -44,32 +50,44 @@ def build(seed: int = 0):
     return unet, text, HashTokenizer(TEXT["vocab_size"], TEXT["max_position_embeddings"])
 
 
-def save(path: Path, unet, text, metadata: dict) -> None:
-    from safetensors.torch import save_file
+def save_pretrained(folder: Path, unet, text, metadata: dict) -> None:
+    """Write ``folder`` atomically in the diffusers layout, weights in float16 (a few MB)."""
+    import copy
+    import shutil
 
-    tensors = {f"unet.{k}": v.detach().to("cpu", torch.float16).contiguous() for k, v in unet.state_dict().items()}
-    tensors.update({f"text.{k}": v.detach().to("cpu", torch.float16).contiguous()
-                    for k, v in text.state_dict().items()})
-    meta = {"unet_config": json.dumps(UNET), "text_config": json.dumps(TEXT), "scheduler": json.dumps(SCHEDULER),
-            **{k: json.dumps(v) for k, v in metadata.items()}}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(path), metadata=meta)
+    from diffusers import DDPMScheduler
+
+    from vmc_show1.stages import no_progress_bars, quiet_libraries
+
+    folder = Path(folder)
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    with quiet_libraries(), no_progress_bars():
+        copy.deepcopy(unet).to("cpu", torch.float16).save_pretrained(tmp / "unet")
+        copy.deepcopy(text).to("cpu", torch.float16).save_pretrained(tmp / "text_encoder")
+    DDPMScheduler.from_config(SCHEDULER).save_pretrained(tmp / "scheduler")
+    (tmp / "training.json").write_text(json.dumps(metadata, indent=2) + "\n")
+    if folder.exists():
+        shutil.rmtree(folder)
+    tmp.rename(folder)
 
 
-def load(path: Path = WEIGHTS, device="cpu"):
-    """The trained UNet, text encoder and tokenizer (weights stored in float16, run in float32)."""
-    from safetensors import safe_open
+def load(folder: Path = WEIGHTS, device="cpu", dtype=torch.float32):
+    """The trained UNet, text encoder and tokenizer from a folder written by :func:`save_pretrained`
+    (weights stored in float16, run in ``dtype``)."""
+    from transformers import CLIPTextModel
+    from vmc_show1.stages import no_progress_bars, quiet_libraries
+    from vmc_show1.unet import Show1UNet3DConditionModel
+    from vmc_tiny.backend import HashTokenizer
 
-    unet, text, tokenizer = build()
-    with safe_open(str(path), "pt") as f:
-        tensors = {k: f.get_tensor(k).float() for k in f.keys()}
-    unet.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("unet.")}, strict=True)
-    text.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("text.")}, strict=True)
+    folder = Path(folder)
+    with quiet_libraries(), no_progress_bars():
+        unet = Show1UNet3DConditionModel.from_pretrained(folder, subfolder="unet", torch_dtype=dtype)
+        text = CLIPTextModel.from_pretrained(folder / "text_encoder", dtype=dtype)
+    tokenizer = HashTokenizer(text.config.vocab_size, text.config.max_position_embeddings)
     return unet.eval().to(device), text.eval().to(device), tokenizer
 
 
-def metadata(path: Path = WEIGHTS) -> dict:
-    from safetensors import safe_open
-
-    with safe_open(str(path), "pt") as f:
-        return {k: json.loads(v) for k, v in (f.metadata() or {}).items()}
+def training_record(folder: Path = WEIGHTS) -> dict:
+    """Recipe, wall time and final loss of the training run that made ``folder``."""
+    return json.loads((Path(folder) / "training.json").read_text())

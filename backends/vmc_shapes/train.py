@@ -1,10 +1,11 @@
 """Train the ``shapes`` key-frame model from scratch on generated shapes-world clips.
 
-    python -m vmc_shapes.train --steps 6000 --batch 64 --device cuda --out backends/vmc_shapes/weights/shapes.safetensors
+    python -m vmc_shapes.train --steps 6000 --batch 64 --device cuda --out backends/vmc_shapes/weights
 
 Seeded and reproducible: a fixed pool of clips is generated up front from ``--seed``
 (captions "a <colour> <shape> is moving"), then the UNet and text encoder are trained
-with the plain epsilon-matching loss on the cosine schedule, 10% of captions dropped
+with the v-prediction loss on the cosine schedule (the scheduler configuration in
+``vmc_shapes.model``), 10% of captions dropped
 (empty prompt) so that classifier-free guidance works. The recipe, the wall time and
 the final loss are stored in the weights file's metadata.
 """
@@ -44,14 +45,24 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--max-minutes", type=float, default=None,
                     help="train for at most this long (the learning-rate schedule follows the time)")
-    ap.add_argument("--init", type=Path, default=None, help="continue from these weights")
+    ap.add_argument("--init", type=Path, default=None, help="continue from these weights (a folder)")
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--ema", type=float, default=0.998, help="decay of the weight average that is saved")
+    ap.add_argument("--bf16", action="store_true", help="bf16 autocast on the CPU too (always on CUDA)")
+    ap.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    ap.add_argument("--save-every", type=float, default=10, metavar="MINUTES",
+                    help="write the weights so far every this many minutes (0: only at the end)")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the UNet (faster steps on a GPU)")
+    ap.add_argument("--check", type=int, default=0, metavar="SEEDS",
+                    help="afterwards, sample every caption from noise with this many seeds and report accuracy")
     args = ap.parse_args()
 
     from diffusers import DDPMScheduler
 
     from . import model as shapes_model
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     started = time.time()
     torch.manual_seed(args.seed)
     clips, captions = make_pool(args.clips, args.seed)
@@ -62,11 +73,13 @@ def main() -> None:
         unet, text, tokenizer = shapes_model.load(args.init)
     else:
         unet, text, tokenizer = shapes_model.build(args.seed)
-    unet.to(device).train()
-    text.to(device).train()
-    ids_all = tokenizer(captions)
-    empty_ids = tokenizer([""])[0]
-    data = torch.from_numpy(clips)  # (N, F, H, W, 3) uint8
+    # Trained in eval mode: the models have no batch statistics, and the Show-1 UNet's
+    # dropout only costs time (10% of a CPU step) on a run this short.
+    unet.to(device).eval()
+    text.to(device).eval()
+    ids_all = tokenizer(captions).to(device)
+    empty_ids = tokenizer([""])[0].to(device)
+    data = torch.from_numpy(clips).to(device)  # (N, F, H, W, 3) uint8, resident on the device
     sched = DDPMScheduler.from_config(shapes_model.SCHEDULER)
     params = list(unet.parameters()) + list(text.parameters())
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-2)
@@ -80,41 +93,67 @@ def main() -> None:
 
     def lr_at(s: int) -> float:  # linear warm-up, then cosine decay to 0 over the run
         return args.lr * min(1.0, (s + 1) / args.warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress(s))))
-    gen = torch.Generator().manual_seed(args.seed)
-    amp = device.type == "cuda"
+    gen = torch.Generator(device).manual_seed(args.seed)
+    amp = device.type == "cuda" or args.bf16
+    ema = [p.detach().clone() for p in params]
+
+    def save(final: bool) -> None:
+        """The EMA weights, with the recipe, time and loss so far, written atomically."""
+        live = [p.detach().clone() for p in params]
+        with torch.no_grad():
+            torch._foreach_copy_([p.data for p in params], ema)
+        seconds = time.time() - started
+        recipe = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+        shapes_model.save_pretrained(args.out, unet, text, {
+            "recipe": recipe, "steps_done": step + 1, "seconds": round(seconds, 1), "finished": final,
+            "final_loss_mean_last_200": round(float(np.mean(losses[-200:])), 5),
+            "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+            "torch": torch.__version__, "parameters": sum(p.numel() for p in params)})
+        with torch.no_grad():
+            torch._foreach_copy_([p.data for p in params], live)
+    last_save = time.time()
+    net = torch.compile(unet) if args.compile else unet
     losses = []
     step = 0
     for step in range(args.steps):
-        idx = torch.randint(len(data), (args.batch,), generator=gen)
-        x0 = data[idx].to(device).permute(0, 4, 1, 2, 3).float() / 127.5 - 1  # (B, 3, F, H, W)
-        ids = ids_all[idx].clone()
-        drop = torch.rand(args.batch, generator=gen) < 0.1
+        idx = torch.randint(len(data), (args.batch,), generator=gen, device=device)
+        x0 = data[idx].permute(0, 4, 1, 2, 3).float() / 127.5 - 1  # (B, 3, F, H, W)
+        ids = ids_all[idx]
+        drop = torch.rand(args.batch, generator=gen, device=device) < 0.1
         ids[drop] = empty_ids
-        t = torch.randint(0, 1000, (args.batch,), generator=gen).to(device)
-        noise = torch.randn(x0.shape, generator=gen).to(device)
+        t = torch.randint(0, 1000, (args.batch,), generator=gen, device=device)
+        noise = torch.randn(x0.shape, generator=gen, device=device)
         x_t = sched.add_noise(x0, noise, t)
         for group in opt.param_groups:
             group["lr"] = lr_at(step)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             emb = text(input_ids=ids.to(device)).last_hidden_state
-            eps = unet(x_t, t, emb).sample
-        loss = torch.nn.functional.mse_loss(eps.float(), noise)
+            pred = net(x_t, t, emb).sample
+        target = noise if sched.config.prediction_type == "epsilon" else sched.get_velocity(x0, noise, t)
+        loss = torch.nn.functional.mse_loss(pred.float(), target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
+        with torch.no_grad():
+            torch._foreach_lerp_(ema, [p.detach() for p in params], 1 - min(args.ema, (step + 1) / (step + 10)))
         losses.append(loss.item())
+        if args.save_every and time.time() - last_save > 60 * args.save_every:
+            save(False)
+            last_save = time.time()
         if step % 200 == 0 or step == args.steps - 1:
             print(f"step {step} loss {np.mean(losses[-200:]):.4f} {time.time() - started:.0f}s", flush=True)
         if budget and progress(step + 1) >= 1:
             break
     seconds = time.time() - started
-    recipe = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    shapes_model.save(args.out, unet, text, {
-        "recipe": recipe, "steps_done": step + 1, "seconds": round(seconds, 1),
-        "final_loss_mean_last_200": round(float(np.mean(losses[-200:])), 5),
-        "device": torch.cuda.get_device_name() if amp else "cpu", "torch": torch.__version__,
-        "parameters": sum(p.numel() for p in params)})
+    save(True)
+    if args.check:
+        from .backend import ShapesBackend
+        from .check import check
+
+        backend = ShapesBackend(args.out)
+        backend.load(device=str(device))
+        print(check(backend, seeds=args.check, grid=args.out / "check.png"))
     print(f"saved {args.out}: {step + 1} steps in {seconds:.0f}s, loss {np.mean(losses[-200:]):.4f}", flush=True)
 
 
