@@ -1,5 +1,27 @@
-"""The "shapes" world: seeded synthetic clips of one coloured shape moving on black.
+"""The "shapes" world and the built-in ``shapes`` backend.
 
-Everything lives in :mod:`vmc_shapes.world`.  This package registers no plugin
-and no entry point; it is a data generator for experiments and tests.
+- :mod:`vmc_shapes.world`: seeded clips of one coloured shape moving on black, held-out
+  paths, and the measuring helpers (centroid path, colour and shape);
+- :mod:`vmc_shapes.model`, :mod:`vmc_shapes.train`: the small key-frame model and its
+  training recipe; :mod:`vmc_shapes.check`: colour/shape accuracy when sampling from noise;
+- :mod:`vmc_shapes.backend`: the backend, registered through the ``vmc`` entry-point
+  group like any plugin. This module stays free of heavy imports.
 """
+
+from vmc_cli import hookimpl
+
+
+def shapes_backend():
+    from .backend import ShapesBackend
+
+    return ShapesBackend()
+
+
+@hookimpl
+def register_backends(register):
+    register(
+        "shapes",
+        shapes_backend,
+        description="Small model trained on the shapes world (8 key-frames at 32x32 -> 29 frames at 48x48); "
+        "shipped weights, no download, CPU",
+    )

@@ -103,7 +103,10 @@ class TinyBackend(Backend):
     fps = 8.0
     cascade_stages = ("interpolation", "upscale")
 
-    def __init__(self):
+    def __init__(self, stage_settings: dict | None = None):
+        #: per-stage settings (``STAGES``); another backend that borrows this cascade may
+        #: pass lower strengths
+        self.stage_settings = {name: {**cfg, **(stage_settings or {}).get(name, {})} for name, cfg in STAGES.items()}
         self._unet = None
         self._stages: dict[str, torch.nn.Module] = {}
         self._text_encoder = None
@@ -214,7 +217,7 @@ class TinyBackend(Backend):
 
     def interpolate(self, video, text, uncond, generator, progress=SILENT):
         """(1, 3, 8, h, w) -> (1, 3, 29, h, w): 3 new frames between each pair of key-frames."""
-        cfg = STAGES["interpolation"]
+        cfg = self.stage_settings["interpolation"]
         k = video[0].permute(1, 0, 2, 3)  # (F, C, h, w)
         first, last = k[:-1], k[1:]  # (pairs, C, h, w)
         w = torch.linspace(0, 1, 5, device=video.device, dtype=video.dtype).view(1, 1, 5, 1, 1)
@@ -231,7 +234,7 @@ class TinyBackend(Backend):
 
     def upscale(self, video, text, uncond, generator, progress=SILENT):
         """(1, 3, F, h, w) -> (1, 3, F, 1.5h, 1.5w), conditioned on the bilinear upsampling."""
-        cfg = STAGES["upscale"]
+        cfg = self.stage_settings["upscale"]
         _, c, f, h, w = video.shape
         flat = video[0].permute(1, 0, 2, 3)
         up = F.interpolate(flat.float(), scale_factor=cfg["scale"], mode="bilinear", align_corners=False)

@@ -1,0 +1,137 @@
+"""The ``shapes`` backend: a key-frame model trained on the shapes world, shipped with vmc.
+
+- key-frames: Show-1's video UNet at a tiny size, 8 frames of 32x32 pixels in [-1, 1],
+  trained from scratch by ``python -m vmc_shapes.train`` (recipe, time and loss in
+  ``weights/training.json``); it predicts v, and :meth:`predict_noise` turns that into
+  the epsilon the method works on;
+- text: the small CLIP text encoder trained with it, over the hashing word tokenizer;
+- later stages: the tiny backend's cascade (random weights; 8 -> 29 frames, then 1.5x),
+  run at lower strengths so that it stays close to its deterministic baseline (linear
+  blend, bilinear upsampling).
+
+The weights are a folder in the diffusers layout, loaded with ``from_pretrained``
+like any checkpoint: the shipped one, or another one given by ``--model-path`` or
+``$VMC_SHAPES_PATH`` (e.g. a retrained model).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from vmc_cli.backend import Backend, torch_dtype
+from vmc_cli.errors import VmcError
+
+#: the tiny cascade at lower strengths: its random weights add noise in proportion
+CASCADE = {"interpolation": {"strength": 0.2}, "upscale": {"strength": 0.15}}
+
+
+def weights_revision(folder: Path) -> str:
+    """sha256 (first 16 hex digits) over the folder's configs and weight files."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and path.suffix in (".json", ".safetensors") and path.name != "training.json":
+            digest.update(path.relative_to(folder).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+class ShapesBackend(Backend):
+    num_frames = 8
+    width, height = 32, 32
+    fps = 8.0
+    defaults = {"invert_steps": 50, "sample_steps": 50, "guidance": 5.0, "negative_prompt": ""}
+    cascade_stages = ("interpolation", "upscale")
+
+    def __init__(self, model_path: str | os.PathLike | None = None):
+        from vmc_tiny.backend import TinyBackend
+
+        from .model import WEIGHTS
+
+        self.folder = Path(model_path or os.environ.get("VMC_SHAPES_PATH") or WEIGHTS)
+        self._cascade = TinyBackend(stage_settings=CASCADE)
+        self._unet = None
+        self._text_encoder = None
+        self._tokenizer = None
+        self._embeddings: dict[str, torch.Tensor] = {}
+        self._abar = None
+        self._scheduler: dict | None = None
+        self.device = torch.device("cpu")
+        self.dtype = torch.float32
+
+    # -- loading -----------------------------------------------------------
+    def _use_folder(self, model_path) -> None:
+        folder = Path(model_path) if model_path else self.folder
+        needed = ["unet/config.json", "text_encoder/config.json", "scheduler/scheduler_config.json"]
+        missing = [n for n in needed if not (folder / n).is_file()]
+        if missing:
+            raise VmcError(f"no shapes model in {folder} (missing {missing[0]})",
+                           "train one with `python -m vmc_shapes.train --out FOLDER`, or drop --model-path")
+        if self._unet is not None and folder != self.folder:
+            raise VmcError("the shapes backend is already loaded from another folder")
+        self.folder = folder
+
+    def load(self, *, device="cpu", dtype=None, model_path=None, stages=("keyframes",), progress=None, check=None):
+        self._use_folder(model_path)
+        if check is not None:
+            check(self.model_info())
+        stages = self.expand_stages(tuple(stages))
+        self.device = torch.device(device)
+        self.dtype = torch_dtype(dtype, self.device.type)
+        if "keyframes" in stages and self._unet is None:
+            from diffusers import DDPMScheduler
+
+            from .model import load
+
+            self._unet, self._text_encoder, self._tokenizer = load(self.folder, self.device, self.dtype)
+            self._scheduler = json.loads((self.folder / "scheduler" / "scheduler_config.json").read_text())
+            self._abar = DDPMScheduler.from_config(self._scheduler).alphas_cumprod.to(self.device, torch.float32)
+        later = tuple(s for s in stages if s in self.cascade_stages)
+        if later:
+            self._cascade.load(device=str(self.device), dtype=dtype, stages=later)
+
+    def model_info(self):
+        info = {"keyframes": {"id": "vmc-shapes/keyframes", "revision": weights_revision(self.folder)}}
+        tiny = self._cascade.model_info()
+        info.update({name: tiny[name] for name in self.cascade_stages})
+        return info
+
+    # -- key-frame model ---------------------------------------------------
+    @property
+    def unet(self):
+        if self._unet is None:
+            raise RuntimeError("call load() first")
+        return self._unet
+
+    @torch.no_grad()
+    def encode_prompts(self, prompts):
+        missing = [p for p in dict.fromkeys(prompts) if p not in self._embeddings]
+        if missing:
+            ids = self._tokenizer(missing).to(self.device)
+            states = self._text_encoder(input_ids=ids).last_hidden_state
+            for p, s in zip(missing, states):
+                self._embeddings[p] = s.to(self.dtype)
+        return torch.stack([self._embeddings[p] for p in prompts])
+
+    def predict_noise(self, x, t, text):
+        """epsilon from the model's v: with x_t = sqrt(abar) x0 + sqrt(1 - abar) eps and
+        v = sqrt(abar) eps - sqrt(1 - abar) x0, eps = sqrt(abar) v + sqrt(1 - abar) x_t."""
+        v = self.unet(x.to(self.dtype), t, text).sample
+        t = torch.as_tensor(t, device=self._abar.device).reshape(-1).expand(x.shape[0])
+        abar = self._abar[t.long()].view(-1, *([1] * (x.dim() - 1)))
+        return (abar.sqrt() * v.float() + (1 - abar).sqrt() * x.float()).to(v.dtype)
+
+    def noise_scheduler_config(self):
+        # The training schedule, stated for the epsilon that predict_noise returns.
+        config = self._scheduler or json.loads((self.folder / "scheduler" / "scheduler_config.json").read_text())
+        config = {k: v for k, v in config.items() if not k.startswith("_")}
+        return {"_class_name": "DDPMScheduler", **config, "prediction_type": "epsilon"}
+
+    # -- cascade -------------------------------------------------------------
+    def run_cascade(self, keyframes, prompt, *, negative_prompt="", seed=0, stages=None, progress=None):
+        return self._cascade.run_cascade(keyframes.float(), prompt, negative_prompt=negative_prompt, seed=seed,
+                                         stages=stages, progress=progress)

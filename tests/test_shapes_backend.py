@@ -1,0 +1,165 @@
+"""The ``shapes`` backend: v -> epsilon conversion (analytic), loading through the plugin
+registry from a weights folder, revision tracking, errors, and the whole CLI on it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from vmc_shapes import model as shapes_model
+from vmc_shapes.backend import ShapesBackend, weights_revision
+
+
+@pytest.fixture(scope="session")
+def random_weights(tmp_path_factory):
+    """An untrained shapes model saved like the shipped one (plumbing tests need no training)."""
+    folder = tmp_path_factory.mktemp("shapes") / "weights"
+    unet, text, _ = shapes_model.build(seed=5)
+    shapes_model.save_pretrained(folder, unet, text, {"note": "random"})
+    return folder
+
+
+@pytest.fixture
+def backend(random_weights):
+    b = ShapesBackend(random_weights)
+    b.load()
+    return b
+
+
+def test_predict_noise_turns_the_models_v_into_the_true_noise(backend):
+    # If the network predicted v exactly, predict_noise must return the exact noise.
+    gen = torch.Generator().manual_seed(0)
+    x0 = torch.rand((3, 3, 8, 32, 32), generator=gen) * 2 - 1
+    eps = torch.randn(x0.shape, generator=gen)
+    t = torch.tensor([5, 500, 999])
+    abar = backend._abar[t].view(-1, 1, 1, 1, 1)
+    x_t = abar.sqrt() * x0 + (1 - abar).sqrt() * eps
+    v = abar.sqrt() * eps - (1 - abar).sqrt() * x0
+
+    class Exact(torch.nn.Module):
+        def forward(self, x, timesteps, text):
+            return type("Out", (), {"sample": v})()
+
+    real = backend._unet
+    backend._unet = Exact()
+    try:
+        got = backend.predict_noise(x_t, t, backend.encode_prompts([""] * 3))
+    finally:
+        backend._unet = real
+    torch.testing.assert_close(got, eps, atol=2e-5, rtol=0)
+    # ... and the scheduler the core uses is told that it gets epsilon.
+    assert backend.noise_scheduler_config()["prediction_type"] == "epsilon"
+    assert backend.sampling_scheduler().config.beta_schedule == shapes_model.SCHEDULER["beta_schedule"]
+
+
+def test_scalar_timesteps_broadcast_over_the_batch(backend):
+    x = torch.randn(2, 3, 8, 32, 32)
+    text = backend.encode_prompts(["a red circle is moving", ""])
+    a = backend.predict_noise(x, torch.tensor(300), text)
+    b = backend.predict_noise(x, torch.tensor([300, 300]), text)
+    torch.testing.assert_close(a, b)
+
+
+def test_registered_and_loaded_from_the_folder_in_the_environment(random_weights, monkeypatch):
+    from vmc_cli.plugins import get_backend
+
+    monkeypatch.setenv("VMC_SHAPES_PATH", str(random_weights))
+    b = get_backend("shapes")
+    assert (b.width, b.height, b.num_frames) == (32, 32, 8)
+    info = b.model_info()
+    assert info["keyframes"] == {"id": "vmc-shapes/keyframes", "revision": weights_revision(random_weights)}
+    assert set(info) == {"keyframes", "interpolation", "upscale"}
+
+
+def test_revision_follows_the_weights(random_weights, tmp_path):
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(random_weights, other)
+    assert weights_revision(other) == weights_revision(random_weights)
+    (other / "training.json").write_text("{}")  # the training record is not the model
+    assert weights_revision(other) == weights_revision(random_weights)
+    unet, text, _ = shapes_model.build(seed=6)
+    shapes_model.save_pretrained(other, unet, text, {})
+    assert weights_revision(other) != weights_revision(random_weights)
+
+
+def test_missing_weights_folder_is_a_one_line_error(tmp_path):
+    from vmc_cli.errors import VmcError
+
+    with pytest.raises(VmcError, match="no shapes model in"):
+        ShapesBackend(tmp_path / "nothing").load()
+
+
+def test_cli_tune_and_generate_on_the_shapes_backend(random_weights, run_cli, tmp_path, monkeypatch):
+    from vmc_cli.video import read_frames, write_video
+    from vmc_shapes.world import held_out_paths, render
+
+    monkeypatch.setenv("VMC_SHAPES_PATH", str(random_weights))
+    clip = write_video(render("triangle", "yellow", held_out_paths()["zigzag"]), tmp_path / "src.gif")
+    r = run_cli("tune", clip, "--prompt", "a shape is moving", "--backend", "shapes", "--name", "zz",
+                "--steps", "2", "--json")
+    assert r.code == 0, r
+    out = tmp_path / "new.mp4"
+    r = run_cli("generate", "zz", "--prompt", "a red square is moving", "--steps", "3", "--invert-steps", "3",
+                "-o", out, "--json")
+    assert r.code == 0, r
+    result = r.json()[0] if isinstance(r.json(), list) else r.json()
+    frames = read_frames(out)
+    assert frames.shape == (29, 48, 48, 3)
+    manifest = (tmp_path / "vmc-home").rglob("manifest.toml")
+    assert any("vmc-shapes/keyframes" in p.read_text() for p in manifest), result
+
+
+def test_profile_from_other_weights_is_refused(random_weights, run_cli, tmp_path, monkeypatch):
+    import shutil
+
+    from vmc_cli.video import write_video
+    from vmc_shapes.world import held_out_paths, render
+
+    monkeypatch.setenv("VMC_SHAPES_PATH", str(random_weights))
+    clip = write_video(render("circle", "red", held_out_paths()["bounce"]), tmp_path / "src.gif")
+    assert run_cli("tune", clip, "--prompt", "a shape is moving", "--backend", "shapes", "--name", "b",
+                   "--steps", "1").code == 0
+    other = tmp_path / "retrained"
+    shutil.copytree(random_weights, other)
+    unet, text, _ = shapes_model.build(seed=9)
+    shapes_model.save_pretrained(other, unet, text, {})
+    monkeypatch.setenv("VMC_SHAPES_PATH", str(other))
+    r = run_cli("generate", "b", "--prompt", "a red square is moving", "-o", tmp_path / "x.mp4")
+    assert r.code == 1 and "revision" in r.stderr.lower(), r
+    assert not (tmp_path / "x.mp4").exists()
+
+
+SHIPPED = shapes_model.WEIGHTS
+
+
+@pytest.mark.skipif(not (SHIPPED / "unet" / "config.json").exists(), reason="no shipped shapes weights")
+def test_shipped_weights_are_small_and_record_their_training():
+    size = sum(p.stat().st_size for p in SHIPPED.rglob("*") if p.is_file())
+    assert size < 5 * 2**20
+    record = shapes_model.training_record()
+    for key in ("recipe", "seconds", "final_loss_mean_last_200", "steps_done", "parameters"):
+        assert key in record, key
+    unet, text, _ = shapes_model.load()
+    assert sum(p.numel() for p in [*unet.parameters(), *text.parameters()]) == record["parameters"]
+
+
+@pytest.mark.skipif(not (SHIPPED / "unet" / "config.json").exists(), reason="no shipped shapes weights")
+def test_shipped_model_draws_the_colour_it_is_asked_for():
+    # From plain noise, a few captions with a short sampler: the colour must be right in most
+    # clips, and the shape must move (docs/ holds the full accuracy figures over many seeds).
+    from vmc_shapes.check import measure, sample
+    from vmc_shapes.world import caption
+
+    b = ShapesBackend()
+    b.load()
+    wanted = [("square", "blue"), ("circle", "red"), ("triangle", "green"), ("square", "yellow")] * 2
+    noise = torch.randn((len(wanted), 3, 8, 32, 32), generator=torch.Generator().manual_seed(0))
+    clips = sample(b, [caption(*w) for w in wanted], noise, steps=20, guidance=5.0)
+    result = measure(clips, wanted)
+    assert result["colour_accuracy"] >= 0.75, result
+    assert result["moving"] >= 0.75, result
