@@ -163,3 +163,16 @@ def test_shipped_model_draws_the_colour_it_is_asked_for():
     result = measure(clips, wanted)
     assert result["colour_accuracy"] >= 0.75, result
     assert result["moving"] >= 0.75, result
+
+
+def test_tuning_sees_the_network_as_trained_without_dropout(backend):
+    # The model was trained in eval mode; tuning runs in train mode and must not drop activations.
+    x = torch.randn(1, 3, 8, 32, 32)
+    text = backend.encode_prompts(["a shape is moving"])
+    backend.unet.train()
+    try:
+        a = backend.unet(x, torch.tensor([500]), text).sample
+        b = backend.unet(x, torch.tensor([500]), text).sample
+    finally:
+        backend.unet.eval()
+    assert torch.equal(a, b)

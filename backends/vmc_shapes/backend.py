@@ -88,6 +88,11 @@ class ShapesBackend(Backend):
             from .model import load
 
             self._unet, self._text_encoder, self._tokenizer = load(self.folder, self.device, self.dtype)
+            # Trained without dropout (in eval mode): tuning, which runs in train mode, must see
+            # the same network, not one with a tenth of its temporal-conv activations dropped.
+            for module in self._unet.modules():
+                if isinstance(module, torch.nn.Dropout):
+                    module.p = 0.0
             self._scheduler = json.loads((self.folder / "scheduler" / "scheduler_config.json").read_text())
             self._abar = DDPMScheduler.from_config(self._scheduler).alphas_cumprod.to(self.device, torch.float32)
         later = tuple(s for s in stages if s in self.cascade_stages)
