@@ -127,7 +127,6 @@ def run(args) -> dict:
         targets = target_appearances(*look, args.prompts)
         prompts = [caption(*t) for t in targets]
         text = backend.encode_prompts(prompts)
-        uncond = backend.encode_prompts([""])
         inverted_base = None
         for cond_name in args.conditions:
             cond = CONDITIONS[cond_name]
@@ -150,7 +149,7 @@ def run(args) -> dict:
                                           backend.inversion_scheduler(), x0, inv_steps)
                         if not cond["tune"]:
                             inverted_base = x_t
-                    out = ddim_sample(guided(backend.predict_noise, text, uncond, guidance),
+                    out = ddim_sample(guided(backend.predict_noise, text, empty, guidance),
                                       backend.sampling_scheduler(), x_t.expand(len(prompts), -1, -1, -1, -1), steps)
                 for i, (prompt, wanted) in enumerate(zip(prompts, targets)):
                     clip = backend.model_to_frames(out[i:i + 1])

@@ -25,6 +25,7 @@ import torch
 
 from vmc_cli.backend import Backend, torch_dtype
 from vmc_cli.errors import VmcError
+from vmc_tiny.backend import SmallTextModel, TinyBackend
 
 #: the tiny cascade at lower strengths: its random weights add noise in proportion
 CASCADE = {"interpolation": {"strength": 0.2}, "upscale": {"strength": 0.15}}
@@ -40,7 +41,7 @@ def weights_revision(folder: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-class ShapesBackend(Backend):
+class ShapesBackend(SmallTextModel, Backend):
     num_frames = 8
     width, height = 32, 32
     fps = 8.0
@@ -48,8 +49,6 @@ class ShapesBackend(Backend):
     cascade_stages = ("interpolation", "upscale")
 
     def __init__(self, model_path: str | os.PathLike | None = None):
-        from vmc_tiny.backend import TinyBackend
-
         from .model import WEIGHTS
 
         self.folder = Path(model_path or os.environ.get("VMC_SHAPES_PATH") or WEIGHTS)
@@ -106,22 +105,6 @@ class ShapesBackend(Backend):
         return info
 
     # -- key-frame model ---------------------------------------------------
-    @property
-    def unet(self):
-        if self._unet is None:
-            raise RuntimeError("call load() first")
-        return self._unet
-
-    @torch.no_grad()
-    def encode_prompts(self, prompts):
-        missing = [p for p in dict.fromkeys(prompts) if p not in self._embeddings]
-        if missing:
-            ids = self._tokenizer(missing).to(self.device)
-            states = self._text_encoder(input_ids=ids).last_hidden_state
-            for p, s in zip(missing, states):
-                self._embeddings[p] = s.to(self.dtype)
-        return torch.stack([self._embeddings[p] for p in prompts])
-
     def predict_noise(self, x, t, text):
         """epsilon from the model's v: with x_t = sqrt(abar) x0 + sqrt(1 - abar) eps and
         v = sqrt(abar) eps - sqrt(1 - abar) x0, eps = sqrt(abar) v + sqrt(1 - abar) x_t."""

@@ -97,7 +97,28 @@ def _build_unet(in_channels: int, seed: int):
     return UNet3DConditionModel(**{**UNET, "in_channels": in_channels}).eval()
 
 
-class TinyBackend(Backend):
+class SmallTextModel:
+    """The key-frame model and prompt cache shared by the small built-in backends: a
+    ``_unet``, a CLIP ``_text_encoder`` over a ``_tokenizer``, embeddings cached per prompt."""
+
+    @property
+    def unet(self):
+        if self._unet is None:
+            raise RuntimeError("call load() first")
+        return self._unet
+
+    @torch.no_grad()
+    def encode_prompts(self, prompts):
+        missing = [p for p in dict.fromkeys(prompts) if p not in self._embeddings]
+        if missing:
+            ids = self._tokenizer(missing).to(self.device)
+            states = self._text_encoder(input_ids=ids).last_hidden_state
+            for p, s in zip(missing, states):
+                self._embeddings[p] = s.to(self.dtype)
+        return torch.stack([self._embeddings[p] for p in prompts])
+
+
+class TinyBackend(SmallTextModel, Backend):
     num_frames = 8
     width, height = 64, 40
     fps = 8.0
@@ -153,22 +174,6 @@ class TinyBackend(Backend):
         return info
 
     # -- key-frame model ---------------------------------------------------
-    @property
-    def unet(self):
-        if self._unet is None:
-            raise RuntimeError("call load() first")
-        return self._unet
-
-    @torch.no_grad()
-    def encode_prompts(self, prompts):
-        missing = [p for p in dict.fromkeys(prompts) if p not in self._embeddings]
-        if missing:
-            ids = self._tokenizer(missing).to(self.device)
-            states = self._text_encoder(input_ids=ids).last_hidden_state
-            for p, s in zip(missing, states):
-                self._embeddings[p] = s.to(self.dtype)
-        return torch.stack([self._embeddings[p] for p in prompts])
-
     def predict_noise(self, x, t, text):
         return self.unet(x.to(self.dtype), t, encoder_hidden_states=text).sample
 
