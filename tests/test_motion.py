@@ -125,3 +125,59 @@ def test_bad_inputs(pair):
         frame_residuals(pred, 6)
     with pytest.raises(ValueError, match="shape"):
         motion_distillation_loss(pred, true[:, :, :5])
+
+
+def _ref_x0cos(pred, true, x_t, stride, abar):
+    """Eq. 15 with the cosine: Tweedie's x0 from predicted and from true noise, frame residuals,
+    1 - cosine of each flattened residual, mean over b and n (loops, float64)."""
+    p, t, x = (a.numpy().astype(np.float64) for a in (pred, true, x_t))
+    b, c, f, h, w = p.shape
+    vals = []
+    for i in range(b):
+        x0p = (x[i] - np.sqrt(1 - abar[i]) * p[i]) / np.sqrt(abar[i])
+        x0t = (x[i] - np.sqrt(1 - abar[i]) * t[i]) / np.sqrt(abar[i])
+        for n in range(f - stride):
+            dp = (x0p[:, n + stride] - x0p[:, n]).ravel()
+            dt = (x0t[:, n + stride] - x0t[:, n]).ravel()
+            vals.append(1 - dp @ dt / (np.linalg.norm(dp) * np.linalg.norm(dt)))
+    return float(np.mean(vals))
+
+
+@pytest.mark.parametrize("stride", [1, 3])
+def test_x0cos_matches_tweedie_reference(pair, stride):
+    pred, true = pair
+    x_t = torch.randn(pred.shape, generator=torch.Generator().manual_seed(7))
+    abar = torch.tensor([0.9, 0.02])
+    got = motion_distillation_loss(pred, true, "x0cos", stride, abar, x_t).item()
+    assert got == pytest.approx(_ref_x0cos(pred, true, x_t, stride, abar.numpy()), rel=1e-5)
+
+
+def test_x0cos_sees_motion_the_noise_cosine_misses():
+    """At high noise the predicted noise residual is almost x_t's own, so the eps cosine is ~0
+    for a prediction whose clean motion is the opposite of the true one; the x0 cosine
+    reports it (2: every denoised residual points the other way)."""
+    g = torch.Generator().manual_seed(1)
+    x0 = torch.randn(1, 3, 4, 8, 8, generator=g)
+    eps = torch.randn(1, 3, 4, 8, 8, generator=g)
+    abar = torch.tensor([0.001])
+    x_t = abar.sqrt() * x0 + (1 - abar).sqrt() * eps
+    # The noise a model would predict if it believed in the opposite motion (negated residuals).
+    opposite = 2 * x0[:, :, :1] - x0
+    pred = (x_t - abar.sqrt() * opposite) / (1 - abar).sqrt()
+    assert motion_distillation_loss(pred, eps, "cos").item() < 0.01
+    assert motion_distillation_loss(pred, eps, "x0cos", abar=abar, x_t=x_t).item() == pytest.approx(2.0, abs=1e-4)
+    assert motion_distillation_loss(eps, eps, "x0cos", abar=abar, x_t=x_t).item() == pytest.approx(0, abs=1e-6)
+
+
+def test_x0cos_needs_x_t_and_abar(pair):
+    pred, true = pair
+    with pytest.raises(ValueError, match="x_t"):
+        motion_distillation_loss(pred, true, "x0cos", abar=torch.tensor([0.5, 0.5]))
+    with pytest.raises(ValueError, match="abar"):
+        motion_distillation_loss(pred, true, "x0cos", x_t=pred)
+
+
+def test_noise_loss_is_plain_mse(pair):
+    pred, true = pair
+    ref = float(np.mean((pred.numpy().astype(np.float64) - true.numpy()) ** 2))
+    assert motion_distillation_loss(pred, true, "noise").item() == pytest.approx(ref, rel=1e-6)

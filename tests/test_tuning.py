@@ -51,11 +51,13 @@ def test_other_targets(tiny):
         select_parameters(tiny.unet, "(")
 
 
-@pytest.mark.parametrize("loss", ["cos", "l2", "official"])
+@pytest.mark.parametrize("loss", ["cos", "l2", "official", "x0cos", "noise"])
 def test_only_targets_change(tiny, loss):
+    """Weight decay 0: AdamW's decay moves every parameter it is given, even with a zero
+    gradient, so only the loss's gradient can make a target change here."""
     before = {n: p.detach().clone() for n, p in tiny.unet.named_parameters()}
     text = tiny.encode_prompts(["a ball is moving"])
-    result = tune(tiny, _clip(), text, TuneConfig(steps=2, lr=1e-3, loss=loss, seed=1))
+    result = tune(tiny, _clip(), text, TuneConfig(steps=2, lr=1e-3, loss=loss, seed=1, weight_decay=0.0))
     after = dict(tiny.unet.named_parameters())
     targets = set(result["weights"])
     assert targets == set(select_parameters(tiny.unet, "qkv"))

@@ -44,9 +44,41 @@ class TuneConfig:
             raise VmcError("--steps must be at least 1")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise VmcError("--lr must be a positive number")
+        lo, hi = self.timestep_range = tuple(int(v) for v in self.timestep_range)
+        if lo < 0 or (hi >= 0 and hi < lo):
+            raise VmcError(f"--timesteps {lo}:{hi} is not a range of timesteps",
+                           "give LO:HI with 0 <= LO <= HI, e.g. 0:999")
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+#: TuneConfig fields a backend may give its own defaults for (see ``register_backends``)
+BACKEND_TUNABLE = ("steps", "lr", "loss", "target", "timestep_range")
+
+
+def check_tune_defaults(backend: str, defaults: dict) -> dict:
+    """``defaults`` if every key is a field a backend may set, else an error naming the plugin's mistake."""
+    unknown = sorted(set(defaults) - set(BACKEND_TUNABLE))
+    if unknown:
+        raise VmcError(f"backend {backend!r} registers unknown tuning defaults: {', '.join(unknown)}",
+                       f"a backend may set {', '.join(BACKEND_TUNABLE)}")
+    return defaults
+
+
+def resolve_config(defaults: dict, **given) -> TuneConfig:
+    """A TuneConfig from what the user gave (None: not given), else the backend's
+    ``defaults``, else the paper's (TuneConfig's own)."""
+    values = {**defaults, **{k: v for k, v in given.items() if v is not None}}
+    return TuneConfig(**values)
+
+
+def describe_defaults(defaults: dict) -> str:
+    """One line: the tuning settings that ``defaults`` gives (the paper's where it is silent)."""
+    c = resolve_config(defaults)
+    lo, hi = c.timestep_range
+    return (f"--loss {c.loss} --target {c.target} --steps {c.steps} --lr {c.lr:g}"
+            + ("" if (lo, hi) == (0, -1) else f" --timesteps {lo}:{hi}"))
 
 
 def select_parameters(unet: torch.nn.Module, target: str, marker: str = "temp_attentions") -> dict[str, torch.nn.Parameter]:
@@ -100,7 +132,10 @@ def tune(backend, video: torch.Tensor, text: torch.Tensor, config: TuneConfig,
     scheduler = DDPMScheduler.from_config(backend.noise_scheduler_config())
     abar_all = scheduler.alphas_cumprod.to(torch.float32)
     t_lo, t_hi = config.timestep_range
-    t_hi = scheduler.config.num_train_timesteps - 1 if t_hi < 0 else t_hi
+    last = scheduler.config.num_train_timesteps - 1
+    t_hi = last if t_hi < 0 else t_hi
+    if t_hi > last:
+        raise VmcError(f"--timesteps reaches {t_hi}, past the schedule's last timestep {last}")
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, betas=config.betas,
                                   weight_decay=config.weight_decay, eps=config.adam_eps)
     gen = torch.Generator("cpu").manual_seed(config.seed)
@@ -126,7 +161,7 @@ def tune(backend, video: torch.Tensor, text: torch.Tensor, config: TuneConfig,
             abar = abar_all[t]
             x_t = scheduler.add_noise(x0.float(), noise, t)
             eps = backend.predict_noise(x_t, t.to(device), emb)
-            loss = motion_distillation_loss(eps.float(), noise, config.loss, config.stride, abar.to(device))
+            loss = motion_distillation_loss(eps.float(), noise, config.loss, config.stride, abar.to(device), x_t)
             if not torch.isfinite(loss):
                 raise VmcError(f"the loss became {loss.item()} at step {step + 1}",
                                "lower --lr, or use --dtype float32")
