@@ -210,3 +210,64 @@ def test_prompt_plain(run_cli):
     res = run_cli("prompt", "a cat is roaring on the grass under the tree")
     assert res.code == 0
     assert res.stdout == "a cat is roaring\n"
+
+
+# -- per-backend tuning defaults ---------------------------------------------------
+class TunedTinyPlugin:
+    """The tiny backend again, registered with tuning defaults of its own."""
+
+    @hookimpl
+    def register_backends(self, register):
+        from vmc_tiny.backend import TinyBackend
+
+        register("tiny-tuned", TinyBackend, description="tiny with its own tuning defaults",
+                 tune_defaults={"steps": 2, "lr": 5e-3, "loss": "x0cos", "timestep_range": (10, 500)})
+
+
+class BadDefaultsPlugin:
+    @hookimpl
+    def register_backends(self, register):
+        register("bad-defaults", MockBackend, tune_defaults={"steps": 2, "momentum": 0.9})
+
+
+def test_backend_tuning_defaults_apply_and_are_recorded(run_cli, register_plugin, clip_path):
+    register_plugin(TunedTinyPlugin(), "tuned-tiny")
+    r = run_cli("tune", clip_path, "-p", "a disc is moving", "--backend", "tiny-tuned", "--name", "a", "--json")
+    assert r.code == 0, r
+    tuning = run_cli("profiles", "show", "a", "--json").json()["tuning"]
+    assert (tuning["steps"], tuning["lr"], tuning["loss"], tuning["target"]) == (2, 5e-3, "x0cos", "qkv")
+    assert tuning["timestep_range"] == [10, 500] and tuning["defaults"] == "backend tiny-tuned"
+    assert tuning["given"] == []
+    # what the user gives wins over the backend's defaults
+    r = run_cli("tune", clip_path, "-p", "a disc is moving", "--backend", "tiny-tuned", "--name", "b",
+                "--steps", "1", "--loss", "cos", "--timesteps", "0:999", "--json")
+    assert r.code == 0, r
+    tuning = run_cli("profiles", "show", "b", "--json").json()["tuning"]
+    assert (tuning["steps"], tuning["lr"], tuning["loss"], tuning["timestep_range"]) == (1, 5e-3, "cos", [0, 999])
+    assert tuning["given"] == ["loss", "steps", "timestep_range"]
+    # a backend that sets none tunes with the paper's settings
+    r = run_cli("tune", clip_path, "-p", "a disc is moving", "--name", "c", "--steps", "1", "--json")
+    tuning = run_cli("profiles", "show", "c", "--json").json()["tuning"]
+    assert (tuning["lr"], tuning["loss"], tuning["timestep_range"], tuning["defaults"]) == (1e-4, "cos", [0, -1],
+                                                                                           "paper")
+
+
+def test_tune_help_lists_each_backends_defaults(run_cli, register_plugin):
+    register_plugin(TunedTinyPlugin(), "tuned-tiny")
+    r = run_cli("tune", "--help")
+    assert r.code == 0, r
+    text = " ".join(r.stdout.split())
+    assert "tiny-tuned: --loss x0cos --target qkv --steps 2 --lr 0.005 --timesteps 10:500" in text
+    assert "tiny: --loss cos --target qkv --steps 400 --lr 0.0001" in text
+
+
+def test_unknown_tuning_default_is_refused(run_cli, register_plugin):
+    register_plugin(BadDefaultsPlugin(), "bad-defaults")
+    r = run_cli("backends")
+    assert r.code == 1 and "unknown tuning defaults: momentum" in r.stderr
+
+
+def test_bad_timesteps_are_refused(run_cli, clip_path):
+    for value, message in [("600", "is not LO:HI"), ("500:100", "not a range"), ("0:5000", "past the schedule")]:
+        r = run_cli("tune", clip_path, "-p", "a disc", "--steps", "1", "--timesteps", value)
+        assert r.code == 1 and message in r.stderr, (value, r)

@@ -52,13 +52,15 @@ class Backend:
     #: frames per second of the final video
     fps: float = 8.0
     #: inference defaults (METHOD.md); every one is a visible CLI option. Tuning defaults
-    #: live in ``vmc_cli.tuning.TuneConfig``.
+    #: are the paper's (``vmc_cli.tuning.TuneConfig``) unless the plugin registers its own
+    #: (``tune_defaults``, set on the instance by the plugin manager).
     defaults: dict[str, Any] = {
         "invert_steps": 75,
         "sample_steps": 75,
         "guidance": 9.0,
         "negative_prompt": "",
     }
+    tune_defaults: dict[str, Any] = {}
     #: substring of module names that are temporal attention blocks
     temporal_attention_marker: str = "temp_attentions"
 

@@ -22,7 +22,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.command("prompt")(prompt.prompt)
-app.command("tune")(tune.tune)
+app.command("tune", cls=tune.TuneCommand)(tune.tune)
 app.command("invert")(invert.invert)
 app.command("generate")(generate.generate)
 app.command("eval")(evaluate.evaluate)

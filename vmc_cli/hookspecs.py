@@ -23,7 +23,10 @@ hookimpl = pluggy.HookimplMarker("vmc")
 def register_backends(register):
     """Register model backends.
 
-    Call ``register(name, factory, description="")`` once per backend.
+    Call ``register(name, factory, description="", tune_defaults=None)`` once per
+    backend. ``tune_defaults`` maps ``vmc_cli.tuning.TuneConfig`` fields (steps, lr,
+    loss, target, timestep_range) to the backend's own defaults where they depart from
+    the paper's; ``vmc tune --help`` shows them and profiles record what was used.
     ``factory`` is a zero-argument callable (usually a class) that returns a
     :class:`vmc_cli.backend.Backend`. It is only called when the backend is
     used, so keep the plugin module itself free of heavy imports (torch,

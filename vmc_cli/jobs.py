@@ -16,7 +16,7 @@ from .progress import SILENT, Reporter
 from .profiles import CLIP, INVERSION, SCHEMA, WEIGHTS, ProfileStore, check_backend, now, slug, validate_name
 from .prompts import appearance_invariant
 from .sampling import matching_timestep
-from .tuning import TuneConfig, apply_weights, loss_summary, tune
+from .tuning import BACKEND_TUNABLE, TuneConfig, apply_weights, loss_summary, resolve_config, tune
 from .video import file_sha256, frame_indexes, guess_format, read_video, write_video
 
 
@@ -98,10 +98,12 @@ class Runtime:
 
 def tune_clip(clip: str | Path, prompt: str, *, store: ProfileStore, runtime: Runtime,
               backend_name: str | None = None, name: str | None = None, frames: int | None = None,
-              stride: int = 1, start: int = 0, config: TuneConfig | None = None,
+              stride: int = 1, start: int = 0, config: TuneConfig | None = None, options: dict | None = None,
               keep_prompt: bool = False, force: bool = False) -> dict:
-    """Learn the motion of ``clip`` and store it as a profile. Returns the summary."""
-    config = config or TuneConfig()
+    """Learn the motion of ``clip`` and store it as a profile. Returns the summary.
+
+    ``config`` gives every tuning setting; else ``options`` gives some (None: not given)
+    and the backend's tuning defaults, then the paper's, fill in the rest."""
     prompt = prompt.strip()
     if not prompt:
         raise VmcError("--prompt is empty", "describe the clip's subject and motion, e.g. 'a cat is roaring'")
@@ -114,6 +116,8 @@ def tune_clip(clip: str | Path, prompt: str, *, store: ProfileStore, runtime: Ru
     clip = Path(clip)
     backend_name = backend_name or default_backend()
     backend = get_backend(backend_name)
+    given = sorted(k for k in BACKEND_TUNABLE if (options or {}).get(k) is not None)
+    config = config or resolve_config(backend.tune_defaults, **(options or {}))
     video = read_video(clip, size=(backend.width, backend.height))  # bad input fails before any loading
     idx = frame_indexes(len(video), or_default(frames, backend.num_frames), stride, start)
     if not 1 <= config.stride < len(idx):
@@ -143,6 +147,8 @@ def tune_clip(clip: str | Path, prompt: str, *, store: ProfileStore, runtime: Ru
         },
         "prompt": {"original": prompt, "tuning": tuning_prompt, "appearance_invariant": not keep_prompt},
         "tuning": {**config.to_dict(), "optimizer": "AdamW", "parameters": result["parameters"],
+                   "defaults": f"backend {backend_name}" if backend.tune_defaults else "paper",
+                   "given": given,
                    "tensors": len(result["weights"]), "device": str(backend.device),
                    "dtype": str(backend.dtype).replace("torch.", ""), "seconds": round(seconds, 3)},
         "loss": summary,
@@ -227,8 +233,9 @@ def generate(name: str, prompts: list[str], outputs: list[Path], *, store: Profi
              backend_name: str | None = None, steps: int | None = None, guidance: float | None = None,
              invert_steps: int | None = None, seed: int = 0, negative_prompt: str | None = None,
              stages: str = "all", fmt: str | None = None, init: str = "inverted", fps: float | None = None,
-             strength: float = 1.0) -> list[dict]:
-    """Sample new key-frames with each prompt from the profile's inverted noise, run the cascade, write videos."""
+             strength: float = 1.0, keyframe_outputs: list[Path] | None = None) -> list[dict]:
+    """Sample new key-frames with each prompt from the profile's inverted noise, run the cascade, write videos
+    (and, with ``keyframe_outputs``, the key-frames of the same run)."""
     import torch
 
     from .sampling import ddim_sample, guided
@@ -243,6 +250,8 @@ def generate(name: str, prompts: list[str], outputs: list[Path], *, store: Profi
         raise VmcError(f"--fps must be positive, got {fps}")
     for out in outputs:
         guess_format(Path(out), fmt)  # a bad --format or -o suffix fails before any work
+    for out in keyframe_outputs or []:
+        guess_format(Path(out), None)
     backend, manifest = load_profile(name, store=store, runtime=runtime, backend_name=backend_name,
                                      stages=("keyframes",) if stages == "keyframes" else ("all",))
     steps = or_default(steps, backend.defaults["sample_steps"])
@@ -276,15 +285,21 @@ def generate(name: str, prompts: list[str], outputs: list[Path], *, store: Profi
         started = time.time()
         keyframes = ddim_sample(predict, backend.sampling_scheduler(), x_t.to(backend.device, backend.dtype), steps,
                                 runtime.progress, label=f"key-frames {i + 1}/{len(prompts)}", start_timestep=start)
+        key = backend.model_to_frames(keyframes)
         if stages == "keyframes":
-            frames = backend.model_to_frames(keyframes)
+            frames = key
         else:
             frames = backend.run_cascade(keyframes, prompt, negative_prompt=negative, seed=seed,
                                          progress=runtime.progress)
         path = write_video(frames, out, fmt, fps or backend.fps)
+        keyframe_path = None
+        if keyframe_outputs:  # about the video's duration, at a whole frame rate (GIF delays are coarse)
+            keyframe_path = str(write_video(key, keyframe_outputs[i], None,
+                                            max(1, round((fps or backend.fps) * len(key) / len(frames)))))
         results.append({
             "prompt": prompt,
             "path": str(path),
+            "keyframes": keyframe_path,
             "frames": int(frames.shape[0]),
             "width": int(frames.shape[2]),
             "height": int(frames.shape[1]),

@@ -7,7 +7,7 @@ ones (see ``pyproject.toml``), so there is one path for all of them.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import pluggy
@@ -49,6 +49,8 @@ class BackendEntry:
     factory: Callable
     description: str
     plugin: str
+    #: tuning settings where the backend departs from the paper's (``TuneConfig`` field -> value)
+    tune_defaults: dict = field(default_factory=dict)
 
 
 def get_backends() -> dict[str, BackendEntry]:
@@ -56,14 +58,17 @@ def get_backends() -> dict[str, BackendEntry]:
     load_plugins()
     backends: dict[str, BackendEntry] = {}
 
-    def register(name, factory, description=""):
+    def register(name, factory, description="", tune_defaults=None):
         plugin = getattr(factory, "__module__", None) or "?"
         if name in backends:
             raise VmcError(
                 f"backend {name!r} is registered twice ({backends[name].plugin} and {plugin})",
                 "uninstall one of the two plugins",
             )
-        backends[name] = BackendEntry(name, factory, description, plugin)
+        from .tuning import check_tune_defaults
+
+        backends[name] = BackendEntry(name, factory, description, plugin,
+                                      check_tune_defaults(name, dict(tune_defaults or {})))
 
     pm.hook.register_backends(register=register)
     return backends
@@ -77,4 +82,5 @@ def get_backend(name: str):
         raise VmcError(f"unknown backend {name!r} (installed: {known})", "run `vmc backends` to list them")
     backend = backends[name].factory()
     backend.name = name
+    backend.tune_defaults = backends[name].tune_defaults
     return backend

@@ -5,7 +5,32 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..errors import VmcError
 from ..options import Backend, Device, Dtype, Home, Json, ModelPath, Quiet, Seed
+
+
+def parse_timesteps(text: str | None) -> tuple[int, int] | None:
+    """``"LO:HI"`` -> (LO, HI); None stays None (the backend's default)."""
+    if text is None:
+        return None
+    try:
+        lo, hi = (int(v) for v in text.split(":"))
+    except ValueError:
+        raise VmcError(f"--timesteps {text!r} is not LO:HI", "give two whole numbers, e.g. --timesteps 0:600") from None
+    return lo, hi
+
+
+class TuneCommand(typer.core.TyperCommand):
+    """``vmc tune --help`` ends with each installed backend's tuning defaults (read when the
+    help is shown, from the plugins' registrations, so no model code is imported)."""
+
+    def get_help(self, ctx):
+        from ..plugins import get_backends
+        from ..tuning import describe_defaults
+
+        lines = [f"{b.name}: {describe_defaults(b.tune_defaults)}" for b in get_backends().values()]
+        self.epilog = "Tuning defaults by backend (the paper's unless a backend sets its own): " + "; ".join(lines)
+        return super().get_help(ctx)
 
 
 def tune(
@@ -18,15 +43,22 @@ def tune(
         "--frames", help="Frames to sample from the clip (default: the backend's, 8).", show_default=False)] = None,
     stride: Annotated[int, typer.Option("--stride", help="Take every N-th frame of the clip.")] = 1,
     start: Annotated[int, typer.Option("--start", help="First frame to take (0-based).")] = 0,
-    steps: Annotated[int, typer.Option("--steps", help="Optimisation steps.")] = 400,
-    lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate.")] = 1e-4,
-    loss: Annotated[str, typer.Option(
+    steps: Annotated[Optional[int], typer.Option(
+        "--steps", help="Optimisation steps (default: the backend's, see below).", show_default=False)] = None,
+    lr: Annotated[Optional[float], typer.Option(
+        "--lr", help="AdamW learning rate (default: the backend's).", show_default=False)] = None,
+    loss: Annotated[Optional[str], typer.Option(
         "--loss", help="Motion-distillation loss: cos (paper eq. 17), l2 (eq. 16), "
-        "official (the authors' released variant: absolute residuals, cosine along frames).")] = "cos",
-    target: Annotated[str, typer.Option(
+        "official (the authors' released variant: absolute residuals, cosine along frames), "
+        "x0cos (cos on the denoised motion vectors of eq. 15), noise (plain noise matching, a reference) "
+        "(default: the backend's).", show_default=False)] = None,
+    target: Annotated[Optional[str], typer.Option(
         "--target", help="Parameters to tune: qkv (temporal attention q/k/v, the paper's), temporal "
-        "(all temporal attention), attention (q/k/v of every attention layer), or a regex over parameter names.",
-    )] = "qkv",
+        "(all temporal attention), attention (q/k/v of every attention layer), or a regex over parameter names "
+        "(default: the backend's).", show_default=False)] = None,
+    timesteps: Annotated[Optional[str], typer.Option(
+        "--timesteps", help="Draw tuning timesteps from LO:HI only, e.g. 0:600 (default: the backend's; "
+        "the paper's is the whole schedule).", show_default=False)] = None,
     residual_stride: Annotated[int, typer.Option(
         "--residual-stride", help="Frame stride c of the motion residuals v^(n+c) - v^n.")] = 1,
     keep_prompt: Annotated[bool, typer.Option(
@@ -44,20 +76,20 @@ def tune(
 
     Only the temporal attention q/k/v projections are trained, with the motion-distillation
     loss on frame-to-frame noise residuals. The prompt is made appearance-invariant first
-    (see `vmc prompt`) unless --keep-prompt is given; both forms are recorded in the profile.
+    (see `vmc prompt`) unless --keep-prompt is given; both forms are recorded in the profile,
+    with every tuning setting used.
     """
     from ..jobs import Runtime, tune_clip
     from ..output import emit_json, info, reporter
     from ..profiles import ProfileStore
-    from ..tuning import TuneConfig
-
-    config = TuneConfig(steps=steps, lr=lr, loss=loss, seed=seed, target=target, stride=residual_stride)
+    options = dict(steps=steps, lr=lr, loss=loss, seed=seed, target=target, stride=residual_stride,
+                   timestep_range=parse_timesteps(timesteps))
     progress = reporter(as_json, quiet)
     store = ProfileStore(home)
     with progress.session():
         result = tune_clip(clip, prompt, store=store, runtime=Runtime(device, dtype, model_path, progress),
                            backend_name=backend, name=name, frames=frames, stride=stride,
-                           start=start, config=config, keep_prompt=keep_prompt, force=force)
+                           start=start, options=options, keep_prompt=keep_prompt, force=force)
     if as_json:
         emit_json(result)
     else:
