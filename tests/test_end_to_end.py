@@ -75,19 +75,42 @@ def test_keyframes_batch_and_formats(run_cli, clip_path, tmp_path):
     assert len(pngs) == 8 and read_frames(tmp_path / "frames").shape == (8, 40, 64, 3)
 
 
-def test_keyframes_start_from_the_saved_inversion(run_cli, clip_path, tmp_path):
-    """Key-frames come deterministically from the clip's inverted noise (DDIM, eta 0): the seed
-    does not change them; with --init noise the seed does."""
+def test_keyframes_start_from_the_saved_inversion(run_cli, clip_path, tmp_path, monkeypatch, vmc_home):
+    """The first generate inverts the clip and saves it; later ones invert nothing and sample
+    from the stored noise (DDIM, eta 0: the seed changes nothing); --init noise uses the seed."""
+    import torch
+    from safetensors.torch import load_file
+
+    import vmc_cli.inversion as inversion
+
     assert run_cli("tune", clip_path, "-p", "a disc", "--steps", "1", "--name", "rt").code == 0
     common = ("--steps", "2", "--invert-steps", "3", "--stages", "keyframes", "--format", "png")
+    inversions = []
+    real = inversion.ddim_invert
+    monkeypatch.setattr(inversion, "ddim_invert", lambda *a, **k: inversions.append(1) or real(*a, **k))
 
     def keyframes(name, *extra):
         r = run_cli("generate", "rt", "-p", "a square", "-o", tmp_path / name, *common, *extra)
         assert r.code == 0, r
         return read_frames(tmp_path / name)
 
-    a, b = keyframes("a", "--seed", "0"), keyframes("b", "--seed", "1")
-    assert np.array_equal(a, b)
+    a = keyframes("a", "--seed", "0")
+    assert len(inversions) == 1
+    b = keyframes("b", "--seed", "1")
+    assert len(inversions) == 1 and np.array_equal(a, b)  # the saved inversion, not a new one
+    # the same as sampling the stored noise directly with the profile's weights
+    from vmc_cli.jobs import Runtime, load_profile
+    from vmc_cli.profiles import ProfileStore
+    from vmc_cli.sampling import ddim_sample, guided
+
+    backend, _ = load_profile("rt", store=ProfileStore(vmc_home), runtime=Runtime("cpu"), backend_name=None,
+                              stages=("keyframes",))
+    noise = load_file(vmc_home / "profiles" / "rt" / "inversion.safetensors")["noise"]
+    text, uncond = backend.encode_prompts(["a square", ""]).chunk(2)
+    with torch.no_grad():
+        direct = ddim_sample(guided(backend.predict_noise, text, uncond, backend.defaults["guidance"]),
+                             backend.sampling_scheduler(), noise, 2)
+    assert np.array_equal(backend.model_to_frames(direct), a)
     c, d = keyframes("c", "--init", "noise", "--seed", "0"), keyframes("d", "--init", "noise", "--seed", "1")
     assert not np.array_equal(c, d) and not np.array_equal(a, c)
     r = run_cli("generate", "rt", "-p", " ", *common)
@@ -125,3 +148,37 @@ def test_strength_is_recorded_and_reused_only_when_it_matches(run_cli, clip_path
     assert run_cli("profiles", "show", "s", "--json").json()["inversion"]["strength"] == 0.5  # re-inverted
     r = run_cli("generate", "s", "-p", "a square", "--strength", "1.5", "--json")
     assert r.code == 1 and "strength" in r.stderr
+
+
+def test_keyframes_out_comes_from_the_same_run(run_cli, clip_path, tmp_path, monkeypatch):
+    """--keyframes-out writes the key-frames that the video was made from, without sampling
+    twice: they equal a --stages keyframes run, and the sampler runs once per prompt."""
+    import vmc_cli.sampling as sampling
+
+    assert run_cli("tune", clip_path, "-p", "a disc is moving", "--steps", "1", "--name", "disc").code == 0
+    alone = tmp_path / "alone.png"
+    common = ["--steps", "2", "--invert-steps", "3"]
+    assert run_cli("generate", "disc", "-p", "a green disc", "--stages", "keyframes", "-o", alone, "-f", "png",
+                   *common).code == 0
+    calls = []
+    real = sampling.ddim_sample
+    monkeypatch.setattr(sampling, "ddim_sample",
+                        lambda *a, **k: calls.append(k.get("label", "")) or real(*a, **k))
+
+    key = tmp_path / "key.png"  # a folder of PNGs: lossless
+    r = run_cli("generate", "disc", "-p", "a green disc", "-o", tmp_path / "video.mp4", "--keyframes-out", key,
+                "-f", "mp4", *common, "--json")
+    assert r.code == 0, r
+    video = r.json()["videos"][0]
+    assert video["keyframes"] == str(key) and video["frames"] == 29
+    assert [c for c in calls if c.startswith("key-frames")] == ["key-frames 1/1"]  # sampled once
+    assert np.array_equal(read_frames(key), read_frames(alone))  # png folder: lossless
+    # a prompt file: one key-frames file per video, in the given folder
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a green disc\na white disc\n")
+    r = run_cli("generate", "disc", "--prompt-file", prompts, "-o", tmp_path / "many", "--keyframes-out",
+                tmp_path / "many_key", *common, "--json")
+    assert r.code == 0, r
+    paths = [Path(v["keyframes"]) for v in r.json()["videos"]]
+    assert [p.name for p in paths] == ["000_green-disc_keyframes.gif", "001_white-disc_keyframes.gif"]
+    assert all(read_frames(p).shape[0] == 8 for p in paths)

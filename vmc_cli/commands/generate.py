@@ -39,6 +39,18 @@ def output_paths(profile: str, prompts: list[str], output: Path | None, fmt: str
     return [folder / f"{i:03d}_{slug(p, 40)}{ext}" for i, p in enumerate(prompts)]
 
 
+def keyframe_paths(outputs: list[Path], keyframes_out: Path | None, batch: bool) -> list[Path] | None:
+    """Where each video's key-frames go: ``--keyframes-out`` is the file for one prompt, a
+    folder for a prompt file (``<video name>_keyframes.gif`` there)."""
+    if keyframes_out is None:
+        return None
+    if not batch:
+        return [keyframes_out]
+    if keyframes_out.exists() and not keyframes_out.is_dir():
+        raise VmcError(f"--keyframes-out {keyframes_out} is a file", "with --prompt-file, it names a folder")
+    return [keyframes_out / f"{out.stem}_keyframes.gif" for out in outputs]
+
+
 def generate(
     profile: Annotated[str, typer.Argument(help="Profile name (see `vmc profiles list`).")],
     prompt: Annotated[Optional[str], typer.Option(
@@ -67,6 +79,9 @@ def generate(
     strength: Strength = 1.0,
     stages: Annotated[str, typer.Option(
         "--stages", help="all (key-frames, interpolation, super-resolution) or keyframes (a quick look).")] = "all",
+    keyframes_out: Annotated[Optional[Path], typer.Option(
+        "--keyframes-out", help="Also write the sampled key-frames here (gif, mp4 or png folder; a folder with "
+        "--prompt-file), from the same run as the video.", show_default=False)] = None,
     fps: Annotated[Optional[float], typer.Option("--fps", help="Frames per second of the video.",
                                                  show_default=False)] = None,
     seed: Seed = 0,
@@ -87,14 +102,16 @@ def generate(
     validate_name(profile)
     prompts = _read_prompts(prompt, prompt_file)
     outputs = output_paths(profile, prompts, output, fmt, batch=prompt_file is not None)
+    keyframes = keyframe_paths(outputs, keyframes_out, batch=prompt_file is not None)
     progress = reporter(as_json, quiet)
     with progress.session():
         results = run(profile, prompts, outputs, store=ProfileStore(home),
                       runtime=Runtime(device, dtype, model_path, progress), backend_name=backend, steps=steps,
                       guidance=guidance, invert_steps=invert_steps, seed=seed, negative_prompt=negative_prompt,
-                      stages=stages, fmt=fmt, init=init, fps=fps, strength=strength)
+                      stages=stages, fmt=fmt, init=init, fps=fps, strength=strength, keyframe_outputs=keyframes)
     if as_json:
         emit_json({"profile": profile, "videos": results})
     else:
         for r in results:
-            print(f"{r['path']}  ({r['frames']} frames, {r['width']}x{r['height']}): {r['prompt']}")
+            print(f"{r['path']}  ({r['frames']} frames, {r['width']}x{r['height']}): {r['prompt']}"
+                  + (f"  [key-frames: {r['keyframes']}]" if r.get("keyframes") else ""))
