@@ -35,7 +35,13 @@ def test_predict_noise_turns_the_models_v_into_the_true_noise(backend):
     x0 = torch.rand((3, 3, 8, 32, 32), generator=gen) * 2 - 1
     eps = torch.randn(x0.shape, generator=gen)
     t = torch.tensor([5, 500, 999])
-    abar = backend._abar[t].view(-1, 1, 1, 1, 1)
+    # abar from the saved scheduler config, worked out here (squaredcos_cap_v2: betas from the
+    # cosine alpha-bar f(s) = cos((s + 0.008) / 1.008 * pi / 2)^2, capped at 0.999), not from the backend
+    config = json.loads((backend.folder / "scheduler" / "scheduler_config.json").read_text())
+    assert (config["beta_schedule"], config["num_train_timesteps"]) == ("squaredcos_cap_v2", 1000)
+    f = lambda s: np.cos((s / 1000 + 0.008) / 1.008 * np.pi / 2) ** 2  # noqa: E731
+    betas = np.minimum(1 - f(np.arange(1, 1001)) / f(np.arange(1000)), 0.999)
+    abar = torch.tensor(np.cumprod(1 - betas)[t.numpy()], dtype=torch.float32).view(-1, 1, 1, 1, 1)
     x_t = abar.sqrt() * x0 + (1 - abar).sqrt() * eps
     v = abar.sqrt() * eps - (1 - abar).sqrt() * x0
 

@@ -91,13 +91,53 @@ def test_classify_empty_clip():
     assert classify_appearance(np.zeros((2, 32, 32, 3), np.uint8)) == (None, None)
 
 
-def test_shape_size_is_a_fifth_of_the_height():
-    for height in (32, 40, 64):
+def test_shape_size_is_the_given_fraction_of_the_height():
+    for height in (32, 40, 64, 128):
         for shape in SHAPES:
-            frame = render(shape, "red", np.array([[0.5, 0.5]]), (height + 8, height))[0]
-            ys, xs = np.nonzero(frame.max(-1))
-            across = max(ys.max() - ys.min() + 1, xs.max() - xs.min() + 1)
-            assert abs(across - height / 5) <= 1.0, (height, shape, across)
+            for fraction in (world.SHAPE_SIZE, *world.SIZE_RANGE):
+                frame = render(shape, "red", np.array([[0.5, 0.5]]), (height + 8, height), fraction)[0]
+                ys, xs = np.nonzero(frame.max(-1))
+                across = max(ys.max() - ys.min() + 1, xs.max() - xs.min() + 1)
+                assert abs(across - height * fraction) <= 1.5, (height, shape, fraction, across)
+    with pytest.raises(ValueError):
+        render("circle", "red", np.array([[0.5, 0.5]]), 32, 0.0)
+
+
+def test_training_clips_draw_their_shape_size_from_the_range():
+    sizes = [make_clip(seed)[2]["shape_size"] for seed in range(200)]
+    lo, hi = world.SIZE_RANGE
+    assert min(sizes) >= lo and max(sizes) <= hi
+    assert min(sizes) < lo + 0.02 and max(sizes) > hi - 0.02  # the whole range is used
+    assert make_clip(0, shape_size=0.3)[2]["shape_size"] == 0.3
+
+
+@pytest.mark.parametrize("fraction", [0.22, 0.28, 0.34])
+def test_classify_shape_at_every_training_size(fraction):
+    rng = np.random.default_rng(3)
+    for size in (32, 48, 128):
+        for shape in SHAPES:
+            frames = render(shape, "white", rng.uniform(0.25, 0.75, (30, 2)), size, fraction)
+            assert all(classify_appearance(f)[1] == shape for f in frames), (size, shape, fraction)
+
+
+def test_describe_path_on_hand_built_paths():
+    """Known answers, worked out by hand."""
+    # An L: 0.3 right, then 0.4 down in two equal steps.
+    s = describe_path(np.array([[0.2, 0.2], [0.5, 0.2], [0.5, 0.4], [0.5, 0.6]]))
+    assert s["length"] == pytest.approx(0.7)
+    assert s["closure"] == pytest.approx(0.5)  # a 3-4-5 triangle
+    # the corner (0.5, 0.2) is 0.3 * 0.4 / 0.5 = 0.24 off the chord from (0.2, 0.2) to (0.5, 0.6)
+    assert s["bend"] == pytest.approx(0.24)
+    np.testing.assert_allclose(s["turns"], [90.0, 0.0], atol=1e-9)
+    assert (s["max_turn"], s["total_turn"], s["direction_changes"]) == (pytest.approx(90), pytest.approx(90), 0)
+    np.testing.assert_allclose(s["steps"], [0.3, 0.2, 0.2])
+    assert s["min_step_ratio"] == pytest.approx(0.2 / (0.7 / 3))
+    assert s["speed_cv"] == pytest.approx(np.std([0.3, 0.2, 0.2]) / (0.7 / 3))
+    # There and back with a pause: a U-turn (180 degrees), one stop, closed.
+    s = describe_path(np.array([[0.3, 0.5], [0.6, 0.5], [0.6, 0.5], [0.3, 0.5]]))
+    assert s["stops"] == 1 and s["closure"] == pytest.approx(0)
+    assert s["max_turn"] == pytest.approx(180) and s["direction_changes"] == 1
+    assert s["bend"] == pytest.approx(0.3)  # no chord: the farthest distance from the start
 
 
 def test_centroid_path_recovers_the_path():
@@ -124,9 +164,10 @@ def test_random_paths_stay_inside_and_are_curved_with_varying_speed():
             assert s["speed_cv"] >= 0.1  # speed varies
             assert s["stops"] == 0
             assert is_training_path(path)
-    # the whole shape stays inside the frame
+    # the whole shape stays inside the frame up to a size of 0.28 (the triangle's apex is 2/3 of
+    # its size above the centroid; larger ones may touch the edge row, see MARGIN)
     for seed in range(20):
-        frames, _, info = make_clip(seed, shape="triangle")
+        frames, _, info = make_clip(seed, shape="triangle", shape_size=0.28)
         assert not frames[:, 0].any() and not frames[:, -1].any()
         assert not frames[:, :, 0].any() and not frames[:, :, -1].any()
     with pytest.raises(ValueError):

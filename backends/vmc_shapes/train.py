@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -69,8 +70,11 @@ def main() -> None:
     pool_s = time.time() - started
     print(f"pool: {len(clips)} clips in {pool_s:.0f}s", flush=True)
     device = torch.device(args.device)
+    earlier = []  # the runs that made --init's weights, so training.json counts steps and hours in all
     if args.init:
         unet, text, tokenizer = shapes_model.load(args.init)
+        record = shapes_model.training_record(args.init)
+        earlier = record.get("runs") or [{k: record.get(k) for k in ("command", "steps_done", "seconds", "device")}]
     else:
         unet, text, tokenizer = shapes_model.build(args.seed)
     # Trained in eval mode: the models have no batch statistics, and the Show-1 UNet's
@@ -94,6 +98,7 @@ def main() -> None:
     def lr_at(s: int) -> float:  # linear warm-up, then cosine decay to 0 over the run
         return args.lr * min(1.0, (s + 1) / args.warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress(s))))
     gen = torch.Generator(device).manual_seed(args.seed)
+    device_name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     amp = device.type == "cuda" or args.bf16
     ema = [p.detach().clone() for p in params]
 
@@ -104,10 +109,14 @@ def main() -> None:
             torch._foreach_copy_([p.data for p in params], ema)
         seconds = time.time() - started
         recipe = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+        runs = [*earlier, {"command": "python -m vmc_shapes.train " + " ".join(sys.argv[1:]),
+                           "steps_done": step + 1, "seconds": round(seconds, 1), "device": device_name}]
         shapes_model.save_pretrained(args.out, unet, text, {
             "recipe": recipe, "steps_done": step + 1, "seconds": round(seconds, 1), "finished": final,
+            "runs": runs, "steps_in_all": sum(r["steps_done"] for r in runs),
+            "hours_in_all": round(sum(r["seconds"] for r in runs) / 3600, 2),
             "final_loss_mean_last_200": round(float(np.mean(losses[-200:])), 5),
-            "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+            "device": device_name,
             "torch": torch.__version__, "parameters": sum(p.numel() for p in params)})
         with torch.no_grad():
             torch._foreach_copy_([p.data for p in params], live)

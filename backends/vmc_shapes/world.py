@@ -1,8 +1,9 @@
 """The "shapes" world: seeded clips of one coloured shape moving on a black background.
 
 A clip shows one shape (circle, square or triangle) filled with one colour
-(red, green, blue, yellow or white) on black, about a fifth of the frame
-height across, whose centroid follows a path.  Its caption is
+(red, green, blue, yellow or white) on black, between 0.22 and 0.34 of the
+frame height across (:data:`SIZE_RANGE`; 0.28 unless said otherwise), whose
+centroid follows a path.  Its caption is
 ``"a <colour> <shape> is moving"``.
 
 Coordinates: a path is a float array (frames, 2) of centroid positions
@@ -19,9 +20,8 @@ Rendering is not anti-aliased: a pixel takes the shape's colour when its
 centre lies inside the shape, else it stays black.  A clip holds exactly two
 RGB values (black and the colour), which keeps colours exact and the
 measuring functions (:func:`centroid_path`, :func:`classify_appearance`)
-simple; the price is jagged 6-pixel shapes at 32x32, which the classifier is
-built to handle (it names every rendered frame right from a height of 28 px
-up; smaller shapes become ambiguous).
+simple; the price is jagged 7-11 pixel shapes at 32x32, which the classifier
+is built to handle.
 
 Only numpy is needed.
 """
@@ -36,6 +36,7 @@ __all__ = [
     "COLOURS",
     "SHAPES",
     "SHAPE_SIZE",
+    "SIZE_RANGE",
     "MARGIN",
     "make_clip",
     "caption",
@@ -57,14 +58,19 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 }
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
 
-SHAPE_SIZE = 0.2
-"""Shape size as a fraction of the frame height: the circle's diameter, the
-square's side, the triangle's base and height."""
+SHAPE_SIZE = 0.28
+"""Default shape size as a fraction of the frame height: the circle's diameter,
+the square's side, the triangle's base and height."""
+
+SIZE_RANGE = (0.22, 0.34)
+"""Training clips draw their shape size uniformly from this range (fractions of
+the frame height), so the model knows shapes of several sizes."""
 
 MARGIN = 0.2
 """Training paths keep the centroid in ``[MARGIN, 1 - MARGIN]`` on both axes.
-The shape reaches at most 2/3 * SHAPE_SIZE (the triangle's apex) of the height
-from its centroid, so it stays inside frames at least half as wide as high."""
+The largest training shape reaches at most 2/3 * 0.34 (the triangle's apex) of
+the height from its centroid, so it may lose its outermost pixel row at the
+margin and otherwise stays inside the frame."""
 
 # The rule for training paths (see is_training_path).
 _MIN_LENGTH = 0.3  # total path length (fractions of the frame)
@@ -115,12 +121,13 @@ def _shape_mask(shape: str, cx: float, cy: float, d: float, xx: np.ndarray, yy: 
 
 
 def render(shape: str, colour: str | tuple[int, int, int], path: np.ndarray,
-           size: int | tuple[int, int] = 32) -> np.ndarray:
+           size: int | tuple[int, int] = 32, shape_size: float = SHAPE_SIZE) -> np.ndarray:
     """Frames (len(path), H, W, 3) uint8 of ``shape`` in ``colour`` following ``path``.
 
     ``colour``: a name from :data:`COLOURS` or an RGB triple.  ``path``:
     (frames, 2) centroid positions in fractions of width and height.
-    ``size``: an int (square frames) or (width, height).
+    ``size``: an int (square frames) or (width, height).  ``shape_size``: the
+    shape's size as a fraction of the frame height.
     """
     width, height = _size(size)
     if isinstance(colour, str) and colour not in COLOURS:
@@ -129,7 +136,9 @@ def render(shape: str, colour: str | tuple[int, int, int], path: np.ndarray,
     path = np.asarray(path, np.float64)
     if path.ndim != 2 or path.shape[1] != 2 or len(path) < 1:
         raise ValueError(f"path must be shaped (frames, 2), got {path.shape}")
-    d = SHAPE_SIZE * height
+    if not 0 < shape_size <= 1:
+        raise ValueError(f"shape_size must be in (0, 1], got {shape_size}")
+    d = shape_size * height
     yy, xx = np.mgrid[0:height, 0:width] + 0.5  # pixel centres
     frames = np.zeros((len(path), height, width, 3), np.uint8)
     for i, (fx, fy) in enumerate(path):
@@ -280,13 +289,13 @@ def held_out_paths(frames: int = 8) -> dict[str, np.ndarray]:
 # -- clips ------------------------------------------------------------------------
 def make_clip(rng_or_seed: Any, size: int | tuple[int, int] = 32, frames: int = 8,
               shape: str | None = None, colour: str | None = None,
-              path: np.ndarray | None = None) -> tuple[np.ndarray, str, dict]:
+              path: np.ndarray | None = None, shape_size: float | None = None) -> tuple[np.ndarray, str, dict]:
     """A seeded clip: ``(frames uint8 (F, H, W, 3), caption, info)``.
 
-    Shape, colour and path are drawn (in that order) from ``rng_or_seed`` (a
-    numpy Generator or a seed) unless given; a given ``path`` sets the number
-    of frames.  ``info``: ``{"shape", "colour", "path" (F, 2) fractions,
-    "size" (width, height)}``.
+    Shape, colour, shape size (uniform in :data:`SIZE_RANGE`) and path are drawn
+    (in that order) from ``rng_or_seed`` (a numpy Generator or a seed) unless
+    given; a given ``path`` sets the number of frames.  ``info``: ``{"shape",
+    "colour", "shape_size", "path" (F, 2) fractions, "size" (width, height)}``.
     """
     gen = _rng(rng_or_seed)
     if shape is None:
@@ -297,9 +306,11 @@ def make_clip(rng_or_seed: Any, size: int | tuple[int, int] = 32, frames: int = 
         raise ValueError(f"unknown shape {shape!r}; choose one of {', '.join(SHAPES)}")
     if colour not in COLOURS:
         raise ValueError(f"unknown colour {colour!r}; choose one of {', '.join(COLOURS)}")
+    if shape_size is None:
+        shape_size = float(gen.uniform(*SIZE_RANGE))
     path = random_path(gen, frames) if path is None else np.asarray(path, np.float64)
-    clip = render(shape, colour, path, size)
-    info = {"shape": shape, "colour": colour, "path": path, "size": _size(size)}
+    clip = render(shape, colour, path, size, shape_size)
+    info = {"shape": shape, "colour": colour, "shape_size": shape_size, "path": path, "size": _size(size)}
     return clip, caption(shape, colour), info
 
 
