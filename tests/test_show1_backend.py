@@ -419,11 +419,6 @@ def test_keyframe_model(keyframe_backend, show1_root):
     eps = b.predict_noise(x, torch.tensor([10, 500]), b.encode_prompts(["a cat", ""]))
     assert eps.shape == x.shape  # learned-variance channels split off
     assert b.noise_scheduler_config() == BASE_SCHEDULER
-    from diffusers import DDIMScheduler
-
-    sampler = b.sampling_scheduler()
-    sampler.set_timesteps(75)
-    assert isinstance(sampler, DDIMScheduler) and int(sampler.timesteps[0]) == 999
     names = [n for n, _ in b.unet.named_parameters() if "temp_attentions" in n and ".to_q." in n]
     assert names  # what tuning trains
 
@@ -467,16 +462,25 @@ def test_inversion_schedules(show1_root, show1_env, monkeypatch):
     assert scheduler.config.beta_schedule == "squaredcos_cap_v2"
     assert not scheduler.config.clip_sample and not scheduler.config.thresholding
 
-    # the model's inversion and sampling grids are the same: inverting then sampling a
-    # deterministic denoiser gives the clip back
+    # The model's inversion and sampling grids are the same: the sampler visits exactly the
+    # timesteps the inversion reached, in reverse (a constant predictor could not tell a
+    # wrong grid, so the grid is compared directly), and with the exact denoiser of Gaussian
+    # data on the model's cosine schedule, inverting then sampling gives the clip back.
+    from test_inversion import gaussian
+
     from vmc_cli.inversion import ddim_invert
     from vmc_cli.sampling import ddim_sample
 
-    x0 = torch.rand(1, 3, 2, 4, 4) * 1.6 - 0.8
-    def predict(x, t):
-        return torch.zeros_like(x) + 0.3 * x0
-    back = ddim_sample(predict, own.sampling_scheduler(), ddim_invert(predict, scheduler, x0, 20), 20)
-    assert torch.allclose(back, x0, atol=1e-3)
+    sampler = own.sampling_scheduler()
+    for steps in (20, 75):
+        scheduler.set_timesteps(steps)
+        sampler.set_timesteps(steps)
+        assert sampler.timesteps.tolist() == scheduler.timesteps.flip(0).tolist()
+    predict = gaussian(0.5)
+    x0 = 0.5 * torch.randn(1, 3, 2, 4, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    x0 = x0.clamp(-0.95, 0.95)  # inside the sampler's clip_sample range, so clipping changes nothing
+    back = ddim_sample(predict, own.sampling_scheduler(), ddim_invert(predict, scheduler, x0, 75), 75)
+    assert float((back - x0).abs().max()) < 0.06  # DDIM's discretisation error at 75 steps
 
 
 def test_half_precision_keeps_fp32_master_weights_for_tuning(show1_root, show1_env):
@@ -624,3 +628,48 @@ def test_real_weights(run_cli, clip_path, tmp_path, monkeypatch):
     assert made.code == 0, made
     video = made.json()["videos"][0]
     assert (video["frames"], video["width"], video["height"]) == (29, 576, 320)
+
+
+def test_authors_mode_samples_with_the_base_repositorys_dpm_solver(keyframe_backend, show1_root, show1_env,
+                                                                  monkeypatch):
+    """The authors sample key-frames with show-1-base's own scheduler config (DPM-Solver++,
+    linspace spacing clipped at lambda_min_clipped) and feed the inverted tensor in at its
+    first timestep; model mode keeps DDIM on the inversion's grid."""
+    import numpy as np
+    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
+
+    from vmc_cli.sampling import ddim_sample
+
+    sampler = keyframe_backend.sampling_scheduler()
+    assert isinstance(sampler, DPMSolverMultistepScheduler)
+    assert {k: v for k, v in sampler.config.items() if k in BASE_SCHEDULER and not k.startswith("_")} == \
+        {k: v for k, v in BASE_SCHEDULER.items() if not k.startswith("_")}
+    assert keyframe_backend.sampling_scheduler() is not sampler  # fresh per run: the solver keeps state
+    # The 75 timesteps worked out from the config: cosine alpha-bar (squaredcos_cap_v2), the
+    # half-log-SNR lambda = log(sqrt(abar) / sqrt(1 - abar)); timesteps whose lambda is below
+    # lambda_min_clipped are cut from the top, then linspace spacing over what is left.
+    f = lambda s: np.cos((s / 1000 + 0.008) / 1.008 * np.pi / 2) ** 2  # noqa: E731
+    abar = np.cumprod(1 - np.minimum(1 - f(np.arange(1, 1001)) / f(np.arange(1000)), 0.999))
+    lam = 0.5 * np.log(abar) - 0.5 * np.log(1 - abar)
+    last = 1000 - int(np.sum(lam < BASE_SCHEDULER["lambda_min_clipped"]))
+    expected = np.linspace(0, last - 1, 76).round()[::-1][:-1].astype(int)
+    sampler.set_timesteps(75)
+    assert sampler.timesteps.tolist() == expected.tolist()
+    assert (expected[0], expected[1], expected[-1]) == (995, 982, 13)  # METHOD.md's figures
+
+    seen = []
+    x_t = torch.randn(1, 3, 8, 10, 16)
+
+    def predict(x, t):
+        seen.append((int(t[0]), x.clone()))
+        return torch.zeros_like(x)
+
+    ddim_sample(predict, keyframe_backend.sampling_scheduler(), x_t, 75)
+    assert [t for t, _ in seen] == expected.tolist() and torch.equal(seen[0][1], x_t)
+
+    monkeypatch.setenv("VMC_SHOW1_INVERSION", "model")
+    own = _backend()
+    own.load(device="cpu", model_path=show1_root)
+    ddim = own.sampling_scheduler()
+    ddim.set_timesteps(75)
+    assert isinstance(ddim, DDIMScheduler) and int(ddim.timesteps[0]) == 999

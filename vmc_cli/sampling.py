@@ -26,7 +26,10 @@ def matching_timestep(scheduler, steps: int, signal: float) -> int:
 def ddim_sample(predict: Predict, scheduler, x_t: torch.Tensor, steps: int,
                 progress: Reporter = SILENT, label: str = "key-frames",
                 start_timestep: int | None = None) -> torch.Tensor:
-    """Run the DDIM sampler (``diffusers.DDIMScheduler``, eta 0) from ``x_t`` to a clean clip.
+    """Sample a clean clip from ``x_t`` with a diffusers scheduler: DDIM (eta 0, its
+    default) for most backends, or any other (a multistep solver such as
+    ``DPMSolverMultistepScheduler`` keeps state between steps, so pass a fresh scheduler
+    to every run). ``x_t`` enters at the scheduler's first timestep.
 
     ``start_timestep`` skips the timesteps above it (``x_t`` is at that noise
     level, e.g. after a partial inversion); None runs them all."""
@@ -36,8 +39,8 @@ def ddim_sample(predict: Predict, scheduler, x_t: torch.Tensor, steps: int,
         timesteps = timesteps[timesteps <= start_timestep]
     x = x_t
     for t in progress.track(timesteps, label):
-        eps = predict(x, t.expand(x.shape[0]))
-        x = scheduler.step(eps, t, x, eta=0.0).prev_sample
+        eps = predict(scheduler.scale_model_input(x, t), t.expand(x.shape[0]))
+        x = scheduler.step(eps, t, x).prev_sample
     return x
 
 

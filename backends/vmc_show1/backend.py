@@ -400,9 +400,19 @@ class Show1Backend(Backend):
         return dict(self._scheduler_config)
 
     def sampling_scheduler(self):
-        """DDIM on the model's own schedule, with ``trailing`` timesteps (the first one is 999,
-        the same grid as the ``model`` inversion); clipping/dynamic thresholding as configured;
-        steps computed in float32 (see :mod:`vmc_show1.schedulers`)."""
+        """The key-frame sampler, paired with the inversion mode (``VMC_SHOW1_INVERSION``):
+
+        - ``authors`` (default): the base repository's own scheduler config, unchanged, as the
+          authors' inference uses it: ``DPMSolverMultistepScheduler`` (dpmsolver++, order 2,
+          dynamic thresholding, ``linspace`` spacing clipped at lambda -5.1: 75 steps run
+          t = 995, 982, ..., 13); the inverted tensor enters at its first timestep, 995;
+        - ``model``: DDIM on the model's own schedule with ``trailing`` timesteps (the first
+          one is 999, the same grid as the ``model`` inversion).
+
+        A new scheduler on every call (a multistep solver keeps state); steps computed in
+        float32 (see :mod:`vmc_show1.schedulers`)."""
+        if self.inversion == "authors":
+            return scheduler_from_config(self.noise_scheduler_config())
         from diffusers import DDIMScheduler
 
         return float32_steps(DDIMScheduler).from_config(self.noise_scheduler_config(), timestep_spacing="trailing")
