@@ -12,5 +12,6 @@ a green square is moving
 a white triangle is moving
 PROMPTS
 # One JSON document on stdout; progress goes to stderr.
-vmc generate "$profile" --prompt-file "$prompts" -o "$out" --json \
+# VMC_BATCH_STEPS shortens sampling (the tests use it).
+vmc generate "$profile" --prompt-file "$prompts" -o "$out" --json ${VMC_BATCH_STEPS:+--steps "$VMC_BATCH_STEPS"} \
     | python -c 'import json, sys; [print(v["path"], "<-", v["prompt"]) for v in json.load(sys.stdin)["videos"]]'

@@ -1,10 +1,11 @@
 """Draw a shapes-world clip: one coloured shape moving along a path the shapes model never saw.
 
-    python examples/shapes_clip.py out/source.gif [--path figure_eight] [--shape triangle] [--colour yellow]
+    python examples/shapes_clip.py out/source.mp4 [--path figure_eight] [--shape triangle] [--colour yellow]
+        [--size 128] [--shape-size 0.28]
 
 Paths: circle, zigzag, figure_eight, bounce, stop_and_go (``vmc_shapes.world.held_out_paths``).
-8 frames of 32x32, written as a GIF (lossless for these two-colour frames; an mp4 would
-smear the colours of a 6-pixel shape).
+8 frames, ``--size`` pixels square (``vmc tune`` resizes to the model's 32x32), as mp4, gif
+or a folder of PNGs by the name's suffix.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import argparse
 
 
 def main() -> None:
-    from vmc_shapes.world import COLOURS, SHAPES, held_out_paths, render
+    from vmc_shapes.world import COLOURS, SHAPE_SIZE, SHAPES, held_out_paths, render
 
     paths = held_out_paths()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -21,10 +22,13 @@ def main() -> None:
     ap.add_argument("--path", choices=list(paths), default="figure_eight")
     ap.add_argument("--shape", choices=SHAPES, default="triangle")
     ap.add_argument("--colour", choices=list(COLOURS), default="yellow")
+    ap.add_argument("--size", type=int, default=128, help="frame width and height in pixels")
+    ap.add_argument("--shape-size", type=float, default=SHAPE_SIZE, help="fraction of the frame height")
     args = ap.parse_args()
     from vmc_cli.video import write_video
 
-    print(write_video(render(args.shape, args.colour, paths[args.path]), args.output, fps=4))
+    frames = render(args.shape, args.colour, paths[args.path], args.size, args.shape_size)
+    print(write_video(frames, args.output, fps=4))
 
 
 if __name__ == "__main__":

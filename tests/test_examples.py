@@ -1,0 +1,51 @@
+"""The README demo and the batch example run from a shell, as a user runs them (smoke tests
+with small step counts: what they print and write, not how good the result is)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("demo")
+    env = {**os.environ, "VMC_HOME": str(tmp / "home"), "VMC_DEMO_OUT": str(tmp / "out"), "VMC_DEMO_STEPS": "2",
+           "VMC_DEMO_SAMPLE_STEPS": "3", "VMC_BATCH_OUT": str(tmp / "batch"), "VMC_BATCH_STEPS": "3", "OMP_NUM_THREADS": "1",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    r = subprocess.run(["bash", str(ROOT / "examples" / "demo.sh")], capture_output=True, text=True, env=env,
+                       timeout=600, cwd=ROOT)
+    return r, tmp, env
+
+
+def test_demo_says_what_it_shows_and_writes_it(demo):
+    r, tmp, _ = demo
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("vmc demo: learn the figure-eight motion")
+    assert any(line.startswith("motion fidelity") for line in lines), r.stdout
+    assert any(line.startswith("centroid path error") for line in lines), r.stdout
+    for name in ("source.mp4", "demo.mp4", "demo_keyframes.gif", "side_by_side.gif"):
+        assert (tmp / "out" / name).is_file(), name
+    from vmc_cli.video import read_frames
+
+    assert read_frames(tmp / "out" / "demo.mp4").shape[0] == 29
+    assert read_frames(tmp / "out" / "demo_keyframes.gif").shape[0] == 8
+
+
+def test_batch_example_lists_one_video_per_prompt(demo):
+    r, tmp, env = demo
+    assert r.returncode == 0, r.stderr[-2000:]
+    b = subprocess.run(["bash", str(ROOT / "examples" / "batch.sh")], capture_output=True, text=True,
+                       env=env, timeout=600, cwd=ROOT)
+    assert b.returncode == 0, b.stderr[-2000:]
+    rows = [line.split(" <- ") for line in b.stdout.splitlines()]
+    assert [prompt for _, prompt in rows] == ["a blue circle is moving", "a green square is moving",
+                                              "a white triangle is moving"]
+    assert all(Path(path).is_file() and Path(path).parent == tmp / "batch" for path, _ in rows)
