@@ -46,8 +46,9 @@ def check_counts(**options: int | None) -> None:
             raise VmcError(f"--{option.replace('_', '-')} must be at least 1, got {value}")
 
 
-def check_strength(strength: float) -> None:
-    if not 0 < strength <= 1:
+def check_strength(strength: float | None) -> None:
+    """None (not given: the backend's default) passes; anything else must be in (0, 1]."""
+    if strength is not None and not 0 < strength <= 1:
         raise VmcError(f"--strength must be in (0, 1], got {strength}",
                        "1 runs the whole inversion (the method); lower values keep more of the clip")
 
@@ -219,12 +220,13 @@ def invert(backend, name: str, manifest: dict, store: ProfileStore, steps: int, 
 
 
 def invert_profile(name: str, *, store: ProfileStore, runtime: Runtime, steps: int | None = None,
-                   backend_name: str | None = None, strength: float = 1.0) -> dict:
+                   backend_name: str | None = None, strength: float | None = None) -> dict:
     check_strength(strength)
     check_counts(steps=steps)
     backend, manifest = load_profile(name, store=store, runtime=runtime, backend_name=backend_name,
                                      stages=("keyframes",))
     steps = or_default(steps, backend.defaults["invert_steps"])
+    strength = or_default(strength, backend.defaults.get("strength", 1.0))
     _, info = invert(backend, name, manifest, store, steps, runtime.progress, strength)
     return {"profile": name, "path": str(store.path(name) / INVERSION), **info}
 
@@ -233,7 +235,7 @@ def generate(name: str, prompts: list[str], outputs: list[Path], *, store: Profi
              backend_name: str | None = None, steps: int | None = None, guidance: float | None = None,
              invert_steps: int | None = None, seed: int = 0, negative_prompt: str | None = None,
              stages: str = "all", fmt: str | None = None, init: str = "inverted", fps: float | None = None,
-             strength: float = 1.0, keyframe_outputs: list[Path] | None = None) -> list[dict]:
+             strength: float | None = None, keyframe_outputs: list[Path] | None = None) -> list[dict]:
     """Sample new key-frames with each prompt from the profile's inverted noise, run the cascade, write videos
     (and, with ``keyframe_outputs``, the key-frames of the same run)."""
     import torch
@@ -257,6 +259,7 @@ def generate(name: str, prompts: list[str], outputs: list[Path], *, store: Profi
     steps = or_default(steps, backend.defaults["sample_steps"])
     guidance = or_default(guidance, backend.defaults["guidance"])
     invert_steps = or_default(invert_steps, backend.defaults["invert_steps"])
+    strength = or_default(strength, backend.defaults.get("strength", 1.0))
     negative = or_default(negative_prompt, backend.defaults.get("negative_prompt", ""))
     # Every prompt is encoded once, then the text encoder can go (a batch must not reload it).
     backend.encode_prompts(list(dict.fromkeys([*prompts, negative, ""])))

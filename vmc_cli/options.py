@@ -22,7 +22,7 @@ Dtype = Annotated[Optional[str], typer.Option(
 ModelPath = Annotated[Optional[str], typer.Option(
     "--model-path", help="Local folder holding the backend's model files (hub layout).", show_default=False)]
 Seed = Annotated[int, typer.Option("--seed", help="Random seed.")]
-Strength = Annotated[float, typer.Option(
+Strength = Annotated[Optional[float], typer.Option(
     "--strength", help="How far to invert, in (0, 1]: 1 runs the whole DDIM inversion (the method); lower stops "
     "part-way and starts sampling from there, keeping more of the clip. The kept signal sqrt(abar) is printed "
-    "and recorded in the profile.")]
+    "and recorded in the profile (default: the backend's; 1 for show1).", show_default=False)]

@@ -76,7 +76,7 @@ def generate(
     init: Annotated[str, typer.Option(
         "--init", help="Starting noise: inverted (DDIM inversion of the clip, the method) or noise (fresh).")
     ] = "inverted",
-    strength: Strength = 1.0,
+    strength: Strength = None,
     stages: Annotated[str, typer.Option(
         "--stages", help="all (key-frames, interpolation, super-resolution) or keyframes (a quick look).")] = "all",
     keyframes_out: Annotated[Optional[Path], typer.Option(

@@ -11,7 +11,7 @@ def invert(
     profile: Annotated[str, typer.Argument(help="Profile name (see `vmc profiles list`).")],
     steps: Annotated[Optional[int], typer.Option(
         "--steps", help="DDIM inversion steps (default: the backend's, 75).", show_default=False)] = None,
-    strength: Strength = 1.0,
+    strength: Strength = None,
     backend: Backend = None,
     home: Home = None,
     device: Device = "auto",
