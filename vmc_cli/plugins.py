@@ -65,7 +65,7 @@ def get_backends() -> dict[str, BackendEntry]:
                 f"backend {name!r} is registered twice ({backends[name].plugin} and {plugin})",
                 "uninstall one of the two plugins",
             )
-        from .tuning import check_tune_defaults
+        from .tune_config import check_tune_defaults
 
         backends[name] = BackendEntry(name, factory, description, plugin,
                                       check_tune_defaults(name, dict(tune_defaults or {})))

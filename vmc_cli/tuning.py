@@ -7,78 +7,18 @@ with the motion-distillation loss; everything else stays frozen.
 
 from __future__ import annotations
 
-import math
 import re
-from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 import torch
 
 from .errors import VmcError
-from .motion import LOSSES, motion_distillation_loss
+from .motion import motion_distillation_loss
 from .progress import SILENT, Reporter
+from .tune_config import (BACKEND_TUNABLE, LOSSES, TARGETS, TuneConfig, check_tune_defaults,  # noqa: F401
+                          describe_defaults, resolve_config)
 
-TARGETS = ("qkv", "temporal", "attention")
 QKV = ("to_q", "to_k", "to_v")
-
-
-@dataclass
-class TuneConfig:
-    steps: int = 400
-    lr: float = 1e-4
-    loss: str = "cos"
-    seed: int = 0
-    target: str = "qkv"
-    stride: int = 1
-    betas: tuple[float, float] = (0.9, 0.999)
-    weight_decay: float = 1e-2
-    adam_eps: float = 1e-8
-    max_grad_norm: float = 1.0
-    batch_size: int = 1
-    timestep_range: tuple[int, int] = field(default=(0, -1))  # -1: the schedule's last timestep
-
-    def __post_init__(self):
-        if self.loss not in LOSSES:
-            raise VmcError(f"unknown loss {self.loss!r}", f"choose one of {', '.join(LOSSES)}")
-        if self.steps < 1:
-            raise VmcError("--steps must be at least 1")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise VmcError("--lr must be a positive number")
-        lo, hi = self.timestep_range = tuple(int(v) for v in self.timestep_range)
-        if lo < 0 or (hi >= 0 and hi < lo):
-            raise VmcError(f"--timesteps {lo}:{hi} is not a range of timesteps",
-                           "give LO:HI with 0 <= LO <= HI, e.g. 0:999")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-#: TuneConfig fields a backend may give its own defaults for (see ``register_backends``)
-BACKEND_TUNABLE = ("steps", "lr", "loss", "target", "timestep_range")
-
-
-def check_tune_defaults(backend: str, defaults: dict) -> dict:
-    """``defaults`` if every key is a field a backend may set, else an error naming the plugin's mistake."""
-    unknown = sorted(set(defaults) - set(BACKEND_TUNABLE))
-    if unknown:
-        raise VmcError(f"backend {backend!r} registers unknown tuning defaults: {', '.join(unknown)}",
-                       f"a backend may set {', '.join(BACKEND_TUNABLE)}")
-    return defaults
-
-
-def resolve_config(defaults: dict, **given) -> TuneConfig:
-    """A TuneConfig from what the user gave (None: not given), else the backend's
-    ``defaults``, else the paper's (TuneConfig's own)."""
-    values = {**defaults, **{k: v for k, v in given.items() if v is not None}}
-    return TuneConfig(**values)
-
-
-def describe_defaults(defaults: dict) -> str:
-    """One line: the tuning settings that ``defaults`` gives (the paper's where it is silent)."""
-    c = resolve_config(defaults)
-    lo, hi = c.timestep_range
-    return (f"--loss {c.loss} --target {c.target} --steps {c.steps} --lr {c.lr:g}"
-            + ("" if (lo, hi) == (0, -1) else f" --timesteps {lo}:{hi}"))
 
 
 def select_parameters(unet: torch.nn.Module, target: str, marker: str = "temp_attentions") -> dict[str, torch.nn.Parameter]:

@@ -26,7 +26,7 @@ class TuneCommand(typer.core.TyperCommand):
 
     def get_help(self, ctx):
         from ..plugins import get_backends
-        from ..tuning import describe_defaults
+        from ..tune_config import describe_defaults
 
         lines = [f"{b.name}: {describe_defaults(b.tune_defaults)}" for b in get_backends().values()]
         self.epilog = "Tuning defaults by backend (the paper's unless a backend sets its own): " + "; ".join(lines)
