@@ -1,19 +1,22 @@
-"""Why does (or doesn't) tuning help on the shapes world? One source, several tuning budgets.
+"""Can the temporal attention learn one clip's motion? One source, several tuning settings.
 
-    python benchmarks/shapes_tuning_check.py [--source zigzag] [--settings 0:0 60:1e-3 400:1e-4]
+    python benchmarks/shapes_tuning_check.py [--source zigzag] \\
+        [--settings none cos:400:1e-4 x0cos:300:1e-3 noise:300:1e-3:0-999:qkv] [--strengths 1 0.8]
 
-For each ``steps:lr`` setting (``0:0`` = no tuning) on one held-out source clip: the
-motion-distillation loss at the start and end of tuning (mean of the first and last
-tenth of the steps), then, from the clip's DDIM inversion with the tuned model, the
-centroid path error and motion fidelity of (a) the reconstruction (sampled with the
-tuning prompt) and (b) a new appearance (another colour and shape). Prints one row per
-setting.
+A setting is ``none`` (no tuning) or ``LOSS:STEPS:LR[:TLO-THI[:TARGET]]`` (a loss of
+``vmc tune --loss``, tuning timesteps drawn from TLO..THI, ``--target``). For each setting on
+one held-out source clip it prints the loss at the start and end of tuning (mean of the
+first and last tenth of the steps), then the centroid path error (fractions of the frame)
+and whether the new appearance came out right, for (a) the tuning prompt sampled from
+fresh noise, (b) the tuning prompt from the clip's DDIM inversion ("recon") and (c) a new
+appearance (another colour and shape) from the inversion at each ``--strengths`` value.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -23,62 +26,74 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks"), str(ROOT / "backends")]
 
 
-def main() -> None:
-    from shapes_transfer import INVARIANT_PROMPT, SOURCES, path_error, target_appearances
+def parse_setting(text: str) -> dict | None:
+    """``none`` -> None; ``LOSS:STEPS:LR[:TLO-THI[:TARGET]]`` -> TuneConfig keyword arguments."""
+    if text == "none":
+        return None
+    parts = text.split(":")
+    config = {"loss": parts[0], "steps": int(parts[1]), "lr": float(parts[2])}
+    if len(parts) > 3:
+        lo, hi = parts[3].split("-")
+        config["timestep_range"] = (int(lo), int(hi))
+    if len(parts) > 4:
+        config["target"] = parts[4]
+    return config
 
-    from vmc_cli.inversion import ddim_invert
-    from vmc_cli.metrics import motion_fidelity
-    from vmc_cli.sampling import ddim_sample, guided
+
+def main() -> None:
+    from shapes_transfer import INVARIANT_PROMPT, SOURCES, path_error, sample_from, target_appearances
+
     from vmc_cli.tuning import TuneConfig, tune
     from vmc_shapes.backend import ShapesBackend
-    from vmc_shapes.world import caption, centroid_path, held_out_paths, render
+    from vmc_shapes.world import caption, centroid_path, classify_appearance, held_out_paths, render
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--source", default="zigzag", choices=list(SOURCES))
-    ap.add_argument("--settings", nargs="+", default=["0:0", "60:1e-3", "400:1e-4"])
+    ap.add_argument("--settings", nargs="+", default=["none", "cos:400:1e-4", "x0cos:300:1e-3"])
+    ap.add_argument("--strengths", nargs="+", type=float, default=[1.0])
     ap.add_argument("--prompt", default=INVARIANT_PROMPT, help="tuning prompt")
     ap.add_argument("--steps", type=int, default=25, help="inversion and sampling steps")
     ap.add_argument("--guidance", type=float, default=5.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--model-path", type=Path, default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    backend = ShapesBackend()
+    backend = ShapesBackend(args.model_path)
     backend.load()
     base = {k: v.detach().clone() for k, v in backend.unet.state_dict().items()}
     look = SOURCES[args.source]
     clip = render(*look, held_out_paths()[args.source])
     src_path = centroid_path(clip)
     x0 = backend.frames_to_model(clip)
-    new = caption(*target_appearances(*look, 1)[0])
-    empty = backend.encode_prompts([""])
+    new_look = target_appearances(*look, 1)[0]
+    new = caption(*new_look)
     print(f"source {args.source} ({look[1]} {look[0]}), tuning prompt {args.prompt!r}, new prompt {new!r}")
-    print(f"{'steps:lr':>10} {'loss start':>10} {'loss end':>9} {'recon path':>10} {'recon mf':>9} "
-          f"{'new path':>9} {'new mf':>7}")
+    head = " ".join(f"{'new@' + format(s, 'g'):>9}" for s in args.strengths)
+    print(f"{'setting':>28} {'loss':>13} {'fresh':>6} {'recon':>6} {head}   (path error; * = appearance wrong) s")
     for setting in args.settings:
-        steps, lr = setting.split(":")
         backend.unet.load_state_dict(base)
-        start = end = float("nan")
-        if int(steps):
+        started = time.time()
+        loss = "-"
+        kwargs = parse_setting(setting)
+        if kwargs:
             losses = tune(backend, x0, backend.encode_prompts([args.prompt]),
-                          TuneConfig(steps=int(steps), lr=float(lr), seed=args.seed))["losses"]
+                          TuneConfig(seed=args.seed, **kwargs))["losses"]
             k = max(1, len(losses) // 10)
-            start, end = float(np.mean(losses[:k])), float(np.mean(losses[-k:]))
-            backend.unet.eval()
-        with torch.no_grad():
-            x_t = ddim_invert(lambda x, t: backend.predict_noise(x, t, empty.expand(x.shape[0], -1, -1)),
-                              backend.inversion_scheduler(), x0, args.steps)
-            row = []
-            for prompt in (args.prompt, new):
-                text, uncond = backend.encode_prompts([prompt, ""]).chunk(2)
-                out = ddim_sample(guided(backend.predict_noise, text, uncond, args.guidance),
-                                  backend.sampling_scheduler(), x_t, args.steps)
-                frames = backend.model_to_frames(out)
-                mf = motion_fidelity(clip, frames)["motion_fidelity"]
-                row += [path_error(src_path, centroid_path(frames)), float("nan") if mf is None else mf]
-        print(f"{setting:>10} {start:>10.3f} {end:>9.3f} {row[0]:>10.3f} {row[1]:>+9.3f} {row[2]:>9.3f} "
-              f"{row[3]:>+7.3f}", flush=True)
+            loss = f"{np.mean(losses[:k]):.3f}>{np.mean(losses[-k:]):.3f}"
+        cells = []
+        noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(1000 + args.seed))
+        for prompt, strength, init in [(args.prompt, 1.0, noise), (args.prompt, 1.0, None),
+                                       *[(new, s, None) for s in args.strengths]]:
+            frames = sample_from(backend, x0, prompt, steps=args.steps, guidance=args.guidance,
+                                 strength=strength, noise=init)[0]
+            err = path_error(src_path, centroid_path(frames))
+            colour, shape = classify_appearance(frames)
+            wrong = prompt == new and (shape, colour) != new_look
+            cells.append(f"{err:.3f}{'*' if wrong else ' '}")
+        print(f"{setting:>28} {loss:>13} {cells[0]:>6} {cells[1]:>6} "
+              + " ".join(f"{c:>9}" for c in cells[2:]) + f"   {time.time() - started:.0f}", flush=True)
     backend.unet.load_state_dict(base)
 
 
