@@ -94,9 +94,12 @@ def shapes_variant_step_times(steps: int, compile_too: bool) -> dict[str, float]
         m.__class__ = FrameConv3d
     out["as shipped"] = median_step()
     out["bf16 autocast"] = median_step(autocast=True)
-    backend.unet.to(memory_format=torch.channels_last)
+    conv2d = [m for m in backend.unet.modules() if isinstance(m, torch.nn.Conv2d)]  # 4D weights only
+    for m in conv2d:
+        m.to(memory_format=torch.channels_last)
     out["channels-last weights"] = median_step()
-    backend.unet.to(memory_format=torch.contiguous_format)
+    for m in conv2d:
+        m.to(memory_format=torch.contiguous_format)
     if compile_too:
         eager = backend._unet
         backend._unet = torch.compile(eager)
