@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
@@ -143,10 +145,10 @@ def test_create_overwrite_replaces(store):
 
 def test_failure_writing_the_manifest_leaves_nothing(store, monkeypatch):
     def fail(path, data):
-        raise OSError("disk full")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(profiles, "_write_toml", fail)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(VmcError, match=r"cannot write profile 'disc' .*: No space left on device; nothing was changed"):
         make(store, "disc")
     assert entries(store) == []
     assert not store.exists("disc")
@@ -212,10 +214,10 @@ def test_add_file_failure_keeps_the_old_state(store, monkeypatch):
     before = snapshot(folder)
 
     def fail(path, data):
-        raise OSError("disk full")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(profiles, "_write_toml", fail)
-    with pytest.raises(OSError):
+    with pytest.raises(VmcError, match="No space left on device"):
         store.add_file("disc", INVERSION, {"noise": torch.ones(2)}, "inversion", {"steps": 5})
     assert snapshot(folder) == before  # neither the file nor the manifest changed, no temp files
 
@@ -417,3 +419,13 @@ def test_profiles_show_reads_the_manifest_once(run_cli, store, monkeypatch):
     assert calls == [folder / MANIFEST]
     res = run_cli("profiles", "show", "ghost")
     assert res.code == 1 and res.stderr.startswith("Error: no profile named 'ghost'"), res
+
+
+def test_add_file_copies_nothing_large(store):
+    """Adding an inversion swaps in a new folder whose other files are hard links of the old
+    ones: the same inode, so a profile with gigabytes of weights is not copied."""
+    folder = make(store, "disc")
+    inode = (folder / WEIGHTS).stat().st_ino
+    store.add_file("disc", INVERSION, {"noise": torch.zeros(2)}, "inversion", {"steps": 3})
+    assert (folder / WEIGHTS).stat().st_ino == inode
+    assert store.load("disc", WEIGHTS)  # and its checksum still matches

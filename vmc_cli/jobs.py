@@ -112,6 +112,21 @@ def tune_clip(clip: str | Path, prompt: str, *, store: ProfileStore, runtime: Ru
     name = validate_name(name or slug(tuning_prompt))
     if store.exists(name) and not force:
         raise VmcError(f"profile {name!r} already exists", "pass --name NEW, or --force to replace it")
+    # The name is ours from here to the saved profile: a second tune of the same name stops
+    # at once instead of racing this one (and losing minutes of work at the end).
+    try:
+        with store.lock(name):
+            return _tune_locked(clip, prompt, tuning_prompt, name, store=store, runtime=runtime,
+                                backend_name=backend_name, frames=frames, stride=stride, start=start,
+                                config=config, options=options, keep_prompt=keep_prompt, force=force)
+    except OSError as exc:  # the store cannot even hold a lock file
+        from .profiles import _write_error
+
+        raise _write_error(name, store.root, exc) from None
+
+
+def _tune_locked(clip, prompt, tuning_prompt, name, *, store, runtime, backend_name, frames, stride, start,
+                 config, options, keep_prompt, force) -> dict:
     from .plugins import get_backend
 
     clip = Path(clip)
@@ -200,8 +215,9 @@ def inversion_settings(backend, steps: int, strength: float) -> dict:
 
 
 def invert(backend, name: str, manifest: dict, store: ProfileStore, steps: int, progress: Reporter,
-           strength: float = 1.0, settings: dict | None = None):
-    """DDIM-invert the profile's clip with its tuned model and save it into the profile."""
+           strength: float = 1.0, settings: dict | None = None, cache_only: bool = False):
+    """DDIM-invert the profile's clip with its tuned model and save it into the profile
+    (``cache_only``: when saving fails, say so and go on)."""
     import torch
 
     from .inversion import ddim_invert
@@ -215,7 +231,14 @@ def invert(backend, name: str, manifest: dict, store: ProfileStore, steps: int, 
     x_t = ddim_invert(lambda x, t: backend.predict_noise(x, t, empty.expand(x.shape[0], -1, -1)),
                       backend.inversion_scheduler(), clip, steps, progress, strength=strength)
     info = {**settings, "created": now(), "seconds": round(time.time() - started, 3)}
-    store.add_file(name, INVERSION, {"noise": x_t.detach().cpu().float()}, "inversion", info)
+    try:
+        store.add_file(name, INVERSION, {"noise": x_t.detach().cpu().float()}, "inversion", info)
+    except VmcError as exc:
+        if not cache_only:
+            raise
+        # generate keeps the inversion as a cache: a store that cannot take it now (another
+        # process writing this profile, a full disk) must not cost the user the video.
+        progress.log(f"the inversion was not saved into the profile ({exc.message}); it is used for this run only")
     return x_t.to(torch.float32), info
 
 
@@ -271,7 +294,8 @@ def generate(name: str, prompts: list[str], outputs: list[Path], *, store: Profi
         if INVERSION in manifest.get("files", {}) and all(saved.get(k) == v for k, v in wanted.items()):
             x_t = store.load(name, INVERSION, manifest)["noise"]
         else:
-            x_t, _ = invert(backend, name, manifest, store, invert_steps, runtime.progress, strength, wanted)
+            x_t, _ = invert(backend, name, manifest, store, invert_steps, runtime.progress, strength, wanted,
+                            cache_only=True)
         # A full inversion is sampled from the top of the schedule (as the authors did, whatever
         # signal the inversion schedule left); a partial one from the sampler's timestep whose
         # noise level matches what the inversion reached (the two schedules may differ).

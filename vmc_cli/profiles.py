@@ -6,9 +6,20 @@
     <home>/profiles/<name>/inversion.safetensors  after inversion
 
 ``<home>`` is ``--home``, else ``VMC_HOME``, else the platform's user data
-folder. Profiles are written to a temporary folder and renamed into place, so
-an interrupted tune leaves nothing behind; files added later are written to a
-temporary name and renamed. Only safetensors are ever loaded.
+folder. Only safetensors are ever loaded.
+
+Every write is a whole-folder swap: the new state of a profile is written into
+``profiles/.tmp-<name>~<token>`` (files kept from the old state are hard links, so adding
+an inversion to a profile with large weights copies nothing), then renamed into place; a
+profile being replaced is first renamed aside to ``profiles/.old-<name>~<token>/<name>``.
+A process killed at any moment therefore leaves the profile either as it was or as it
+was going to be, plus hidden leftovers that the next write (or listing) of the store
+cleans up; a kill between the two renames of a replacement leaves the old profile in
+its ``.old-`` folder, and it is put back. Writers of a name hold a lock file
+(``<home>/locks/<name>.lock``, the ``filelock`` package): a second writer of the same
+name stops at once with a one-line error instead of racing the first one. The lock
+is released by the operating system when its holder dies, so a killed run never
+leaves a name locked.
 
 A profile is a folder. One whose manifest is missing or unreadable is *damaged*:
 its name stays taken (``exists``), it is listed (``names``; ``vmc profiles list``
@@ -17,12 +28,14 @@ marks it) and it can be removed (``remove``), but nothing can be loaded from it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import errno
 import os
 import re
+import secrets
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +47,41 @@ WEIGHTS = "weights.safetensors"
 CLIP = "clip.safetensors"
 INVERSION = "inversion.safetensors"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+#: Hidden folders of writes in progress or interrupted: ``.tmp-<name>~<token>`` (a new
+#: state being written) and ``.old-<name>~<token>`` (an old state renamed aside). "~" is
+#: not allowed in names, so the name can be read back; ``-<8 chars>`` is the suffix that
+#: earlier versions used (``tempfile.mkdtemp``).
+_STAGED = re.compile(r"\.(tmp|old)-(?P<name>[A-Za-z0-9._-]+?)(~[0-9a-f]+|-[A-Za-z0-9_]{8})")
+_LOCKS: dict[str, Any] = {}  # one FileLock per lock file in this process (re-entrant)
+
+
+class StoreBusy(VmcError):
+    """Another process is writing the same profile."""
+
+
+def _write_error(name: str, root: Path, exc: BaseException) -> VmcError:
+    """One line for a write the file system refused (disk full, read-only, file too large)."""
+    code = getattr(exc, "errno", None)
+    if code is None:  # safetensors reports I/O failures as SafetensorError("... (os error N)")
+        found = re.search(r"os error (\d+)", str(exc))
+        code = int(found.group(1)) if found else None
+    reason = os.strerror(code) if code else (_first_line(exc) or type(exc).__name__)
+    hint = {errno.ENOSPC: "free some disk space and run it again",
+            errno.EDQUOT: "free some disk space and run it again",
+            errno.EFBIG: "a file-size limit (ulimit -f) is in force: raise it and run it again",
+            errno.EROFS: "the store is on a read-only file system: pass --home or set VMC_HOME to a writable folder",
+            errno.EACCES: "make the store writable, or pass --home / set VMC_HOME to a writable folder",
+            errno.EPERM: "make the store writable, or pass --home / set VMC_HOME to a writable folder",
+            }.get(code, "check the store's free space and permissions (`vmc profiles path` shows where it is)")
+    return VmcError(f"cannot write profile {name!r} in {root}: {reason}; nothing was changed", hint)
+
+
+def _first_line(exc: BaseException) -> str:
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+
+
+def _is_write_failure(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) or type(exc).__name__ == "SafetensorError"
 
 
 def default_home() -> Path:
@@ -113,11 +161,105 @@ class ProfileStore:
         progress or interrupted) and stray files are not profiles and are left out."""
         if not self.root.is_dir():
             return []
+        self.recover()
         return sorted(p.name for p in self.root.iterdir() if not p.name.startswith(".") and p.is_dir())
+
+    # -- locking and recovery ------------------------------------------------
+    def lock_path(self, name: str) -> Path:
+        return self.home / "locks" / f"{validate_name(name)}.lock"
+
+    @contextlib.contextmanager
+    def lock(self, name: str):
+        """Hold the write lock of ``name`` for the block, or raise :class:`StoreBusy` at once
+        if another process holds it. Re-entrant within a process."""
+        from filelock import FileLock, Timeout
+
+        path = self.lock_path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = _LOCKS.setdefault(str(path), FileLock(str(path), timeout=0))
+        try:
+            lock.acquire()
+        except Timeout:
+            raise StoreBusy(f"profile {name!r} is being written by another vmc process right now",
+                            "wait for it to finish, or use another --name") from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def _staged(self) -> dict[str, list[Path]]:
+        """Leftover hidden folders of writes, by profile name."""
+        found: dict[str, list[Path]] = {}
+        with contextlib.suppress(OSError):
+            for p in self.root.iterdir():
+                m = _STAGED.fullmatch(p.name)
+                if m and p.is_dir():
+                    found.setdefault(m.group("name"), []).append(p)
+        return found
+
+    def recover(self) -> None:
+        """Best effort, for every name no live process is writing: put back a profile whose
+        replacement was killed between its two renames, and delete what killed writes left
+        behind (they hold weights: they must not pile up). A read-only store is left alone."""
+        for name, paths in self._staged().items():
+            try:
+                with self.lock(name):
+                    self._recover_locked(name, paths)
+            except (VmcError, OSError):
+                continue
+
+    def _recover_locked(self, name: str, paths: list[Path] | None = None) -> None:
+        """:meth:`recover` for one name whose lock is held."""
+        final = self.path(name)
+        if paths is None:
+            paths = self._staged().get(name, [])
+        for p in sorted(paths):
+            kind = p.name[1:4]
+            if kind == "old" and not final.exists() and (p / name / MANIFEST).is_file():
+                os.replace(p / name, final)  # the old profile comes back
+            shutil.rmtree(p, ignore_errors=True)
+
+    def _stage(self, kind: str, name: str) -> Path:
+        path = self.root / f".{kind}-{name}~{secrets.token_hex(4)}"
+        path.mkdir()
+        return path
+
+    def _swap_in(self, name: str, tmp: Path) -> None:
+        """Rename the complete folder ``tmp`` to the profile's place, replacing what is there."""
+        final = self.path(name)
+        if not final.exists():
+            os.replace(tmp, final)
+            return
+        old = self._stage("old", name)
+        os.replace(final, old / name)
+        try:
+            os.replace(tmp, final)
+        except BaseException:
+            os.replace(old / name, final)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def _writing(self, name: str):
+        """Lock ``name``, clean what killed writes left, and turn a refused write into one line."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with self.lock(name):
+                self._recover_locked(name)
+                yield
+        except VmcError:
+            raise
+        except BaseException as exc:
+            if _is_write_failure(exc):
+                raise _write_error(name, self.root, exc) from None
+            raise
+        self.recover()
 
     def manifest_path(self, name: str) -> Path:
         """The manifest's path, after checking the profile exists and has one."""
         folder = self.path(name)
+        if not folder.is_dir() and name in self._staged():
+            self.recover()  # a replacement killed between its renames: the old profile comes back
         if not folder.is_dir():
             known = ", ".join(self.names()[:10]) or "none yet"
             raise VmcError(f"no profile named {name!r} in {self.root} (known: {known})",
@@ -140,59 +282,59 @@ class ProfileStore:
     # -- writing -------------------------------------------------------------
     def create(self, name: str, manifest: dict, files: dict[str, dict], overwrite: bool = False) -> Path:
         """Write a new profile atomically. ``files``: {filename: {tensor name: tensor}}."""
-        from safetensors.torch import save_file
-
-        from .video import default_mode, file_sha256
-
         final = self.path(name)
-        if final.exists() and not overwrite:
-            raise VmcError(f"profile {name!r} already exists", "pass --name NEW, or --force to replace it")
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=self.root))
-        try:
-            manifest = dict(manifest)
-            manifest["files"] = {}
-            for filename, tensors in files.items():
-                save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / filename))
-                manifest["files"][filename] = {"sha256": file_sha256(tmp / filename), "tensors": len(tensors)}
-            _write_toml(tmp / MANIFEST, manifest)
-            for path in (tmp, *tmp.iterdir()):
-                default_mode(path)
-            if final.exists():
-                trash = Path(tempfile.mkdtemp(prefix=f".old-{name}-", dir=self.root))
-                os.replace(final, trash / name)
-                os.replace(tmp, final)
-                shutil.rmtree(trash, ignore_errors=True)
-            else:
-                os.replace(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        with self._writing(name):
+            if final.exists() and not overwrite:
+                raise VmcError(f"profile {name!r} already exists", "pass --name NEW, or --force to replace it")
+            tmp = self._stage("tmp", name)
+            try:
+                self._fill(tmp, dict(manifest, files={}), files)
+                self._swap_in(name, tmp)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
         return final
 
-    def add_file(self, name: str, filename: str, tensors: dict, section: str, info: dict) -> None:
-        """Add or replace one tensor file of an existing profile and record it in the manifest."""
+    @staticmethod
+    def _fill(folder: Path, manifest: dict, files: dict[str, dict]) -> None:
+        """Write tensor files into ``folder``, record them in ``manifest``, write it last."""
         from safetensors.torch import save_file
 
         from .video import default_mode, file_sha256
 
+        for filename, tensors in files.items():
+            save_file({k: v.contiguous() for k, v in tensors.items()}, str(folder / filename))
+            manifest["files"][filename] = {"sha256": file_sha256(folder / filename), "tensors": len(tensors)}
+        _write_toml(folder / MANIFEST, manifest)
+        for path in (folder, *folder.iterdir()):
+            default_mode(path)
+
+    def add_file(self, name: str, filename: str, tensors: dict, section: str, info: dict) -> None:
+        """Add or replace one tensor file of an existing profile and record it in the manifest
+        (``section``: ``info``), as a whole-folder swap: the other files are hard-linked into
+        the new state, so nothing large is copied."""
         folder = self.path(name)
-        manifest = self.manifest(name)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{filename}.", dir=folder)
-        os.close(fd)
-        tmp_manifest = folder / f".{MANIFEST}.tmp"
-        try:
-            save_file({k: v.contiguous() for k, v in tensors.items()}, tmp_name)
-            manifest.setdefault("files", {})[filename] = {"sha256": file_sha256(tmp_name), "tensors": len(tensors)}
-            manifest[section] = info
-            _write_toml(tmp_manifest, manifest)
-            default_mode(tmp_name)
-            os.replace(tmp_name, folder / filename)
-            os.replace(tmp_manifest, folder / MANIFEST)
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            tmp_manifest.unlink(missing_ok=True)
-            raise
+        with self._writing(name):
+            manifest = self.manifest(name)
+            tmp = self._stage("tmp", name)
+            try:
+                for p in folder.iterdir():
+                    if p.name.startswith(".") or p.name in (filename, MANIFEST):
+                        continue  # hidden: a leftover of an earlier version
+                    if p.is_dir():
+                        shutil.copytree(p, tmp / p.name)
+                        continue
+                    try:
+                        os.link(p, tmp / p.name)
+                    except OSError:  # a file system without hard links
+                        shutil.copy2(p, tmp / p.name)
+                manifest.setdefault("files", {})
+                manifest[section] = info
+                self._fill(tmp, manifest, {filename: tensors})
+                self._swap_in(name, tmp)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
 
     def remove(self, name: str) -> Path:
         """Delete a profile's folder, whatever state its manifest is in (a damaged profile
@@ -200,7 +342,8 @@ class ProfileStore:
         folder = self.path(name)
         if not folder.is_dir():
             self.manifest_path(name)  # raises the usual "no profile" error
-        shutil.rmtree(folder)
+        with self._writing(name):
+            shutil.rmtree(folder)
         return folder
 
     # -- reading -------------------------------------------------------------

@@ -13,6 +13,7 @@ class Reporter:
     def __init__(self, enabled: bool = True):
         self.enabled = enabled
         self._progress = None
+        self._started = False
 
     @contextlib.contextmanager
     def session(self) -> Iterator["Reporter"]:
@@ -29,7 +30,7 @@ class Reporter:
             TimeRemainingColumn,
         )
 
-        with Progress(
+        progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
@@ -39,16 +40,23 @@ class Reporter:
             TimeRemainingColumn(),
             console=Console(stderr=True),
             transient=False,
-        ) as progress:
-            self._progress = progress
-            try:
-                yield self
-            finally:
-                self._progress = None
+        )
+        # Started with the first bar, so a command that fails before any work prints its
+        # one error line and nothing else (a started display writes a blank line on stop).
+        self._progress, self._started = progress, False
+        try:
+            yield self
+        finally:
+            if self._started:
+                progress.stop()
+            self._progress, self._started = None, False
 
     def task(self, description: str, total: int) -> "Task":
         if self._progress is None:
             return Task(None, None)
+        if not self._started:
+            self._progress.start()
+            self._started = True
         return Task(self._progress, self._progress.add_task(description, total=total, info=""))
 
     def track(self, iterable: Iterable, description: str, total: int | None = None) -> Iterator:
