@@ -17,7 +17,8 @@ from .profiles import CLIP, INVERSION, SCHEMA, WEIGHTS, ProfileStore, check_back
 from .prompts import appearance_invariant
 from .sampling import matching_timestep
 from .tuning import BACKEND_TUNABLE, TuneConfig, apply_weights, loss_summary, resolve_config, tune
-from .video import file_sha256, frame_indexes, guess_format, read_video, write_video
+from .clips import clip_sha256, pick_frames, read_clip
+from .video import guess_format, write_video
 
 
 def default_backend() -> str:
@@ -99,8 +100,9 @@ class Runtime:
 
 def tune_clip(clip: str | Path, prompt: str, *, store: ProfileStore, runtime: Runtime,
               backend_name: str | None = None, name: str | None = None, frames: int | None = None,
-              stride: int = 1, start: int = 0, config: TuneConfig | None = None, options: dict | None = None,
-              keep_prompt: bool = False, force: bool = False) -> dict:
+              stride: int = 1, start: int | str | None = 0, config: TuneConfig | None = None,
+              options: dict | None = None, keep_prompt: bool = False, force: bool = False, crop: str = "center",
+              fps: float | None = None) -> dict:
     """Learn the motion of ``clip`` and store it as a profile. Returns the summary.
 
     ``config`` gives every tuning setting; else ``options`` gives some (None: not given)
@@ -118,7 +120,8 @@ def tune_clip(clip: str | Path, prompt: str, *, store: ProfileStore, runtime: Ru
         with store.lock(name):
             return _tune_locked(clip, prompt, tuning_prompt, name, store=store, runtime=runtime,
                                 backend_name=backend_name, frames=frames, stride=stride, start=start,
-                                config=config, options=options, keep_prompt=keep_prompt, force=force)
+                                config=config, options=options, keep_prompt=keep_prompt, force=force,
+                                crop=crop, fps=fps)
     except OSError as exc:  # the store cannot even hold a lock file
         from .profiles import _write_error
 
@@ -126,7 +129,7 @@ def tune_clip(clip: str | Path, prompt: str, *, store: ProfileStore, runtime: Ru
 
 
 def _tune_locked(clip, prompt, tuning_prompt, name, *, store, runtime, backend_name, frames, stride, start,
-                 config, options, keep_prompt, force) -> dict:
+                 config, options, keep_prompt, force, crop, fps) -> dict:
     from .plugins import get_backend
 
     clip = Path(clip)
@@ -134,8 +137,10 @@ def _tune_locked(clip, prompt, tuning_prompt, name, *, store, runtime, backend_n
     backend = get_backend(backend_name)
     given = sorted(k for k in BACKEND_TUNABLE if (options or {}).get(k) is not None)
     config = config or resolve_config(backend.tune_defaults, **(options or {}))
-    video = read_video(clip, size=(backend.width, backend.height))  # bad input fails before any loading
-    idx = frame_indexes(len(video), or_default(frames, backend.num_frames), stride, start)
+    source = read_clip(clip, size=(backend.width, backend.height), crop=crop)  # bad input fails before loading
+    picked = pick_frames(source, or_default(frames, backend.num_frames), stride, start, fps)
+    idx = picked.indexes
+    video = source.frames
     if not 1 <= config.stride < len(idx):
         raise VmcError(f"--residual-stride must be between 1 and {len(idx) - 1} for {len(idx)} frames")
     runtime.load(backend, ("keyframes",))
@@ -154,11 +159,17 @@ def _tune_locked(clip, prompt, tuning_prompt, name, *, store, runtime, backend_n
         "backend": {"name": backend_name, "models": backend.model_info()},
         "source": {
             "path": str(clip.resolve()),
-            "sha256": file_sha256(clip),
+            "kind": source.kind,
+            "sha256": clip_sha256(clip, source),
             "frames_in_clip": len(video),
             "frame_indexes": idx,
+            "frame_times": picked.times,
+            "frame_files": [source.files[i].name for i in idx] if source.files else None,
             "stride": stride,
-            "start": start,
+            "start": str(start if start is not None else 0),
+            "fps": fps,
+            "crop": crop,
+            "native_size": list(source.native_size) if source.native_size else None,
             "size": [backend.width, backend.height],
         },
         "prompt": {"original": prompt, "tuning": tuning_prompt, "appearance_invariant": not keep_prompt},

@@ -172,14 +172,8 @@ def write_video(frames: np.ndarray, path: str | Path, fmt: str | None = None, fp
 
 
 def read_frames(path: str | Path) -> np.ndarray:
-    """A video file, or a folder of PNG frames (as ``--format png`` writes), as uint8 frames."""
-    path = Path(path)
-    if path.is_dir():
-        pngs = sorted(path.glob("*.png"))
-        if not pngs:
-            raise VmcError(f"{path} holds no PNG frames")
-        frames = [read_video(p) for p in pngs]
-        if len({f.shape for f in frames}) != 1:
-            raise VmcError(f"the PNG frames in {path} differ in size")
-        return np.concatenate(frames)
-    return read_video(path)
+    """A video file, a folder of frames (as ``--format png`` writes, or jpg/webp) or a glob,
+    as uint8 frames at their stored size."""
+    from .clips import read_clip
+
+    return read_clip(path, None, "none").frames

@@ -34,15 +34,24 @@ class TuneCommand(typer.core.TyperCommand):
 
 
 def tune(
-    clip: Annotated[Path, typer.Argument(help="The clip whose motion to learn (mp4, webm, gif, ...).")],
+    clip: Annotated[Path, typer.Argument(help="The clip whose motion to learn: a video file (mp4, webm, gif, ...), "
+                                         "a folder of frames (jpg, jpeg, png, webp, in natural order: 2 before 10) "
+                                         "or a quoted glob ('frames/*.png').")],
     prompt: Annotated[str, typer.Option("--prompt", "-p", help="What the clip shows, e.g. 'a cat is roaring'.")],
     name: Annotated[Optional[str], typer.Option(
         "--name", "-n", help="Profile name (default: made from the tuning prompt).", show_default=False)] = None,
     backend: Backend = None,
     frames: Annotated[Optional[int], typer.Option(
         "--frames", help="Frames to sample from the clip (default: the backend's, 8).", show_default=False)] = None,
-    stride: Annotated[int, typer.Option("--stride", help="Take every N-th frame of the clip.")] = 1,
-    start: Annotated[int, typer.Option("--start", help="First frame to take (0-based).")] = 0,
+    stride: Annotated[int, typer.Option("--stride", help="Take every N-th frame (after --fps).")] = 1,
+    start: Annotated[str, typer.Option(
+        "--start", help="First frame to take: a frame number (0-based, after --fps) or seconds, e.g. 1.5s.")] = "0",
+    fps: Annotated[Optional[float], typer.Option(
+        "--fps", help="Resample the clip to this many frames per second first, on its own time axis "
+        "(--fps 4 --frames 8: two seconds of motion). Videos only.", show_default=False)] = None,
+    crop: Annotated[str, typer.Option(
+        "--crop", help="center: crop to the key-frame aspect, then resize; none: resize the whole frame "
+        "(squashing it, as the paper's code does).")] = "center",
     steps: Annotated[Optional[int], typer.Option(
         "--steps", help="Optimisation steps (default: the backend's, see below).", show_default=False)] = None,
     lr: Annotated[Optional[float], typer.Option(
@@ -89,7 +98,7 @@ def tune(
     with progress.session():
         result = tune_clip(clip, prompt, store=store, runtime=Runtime(device, dtype, model_path, progress),
                            backend_name=backend, name=name, frames=frames, stride=stride,
-                           start=start, options=options, keep_prompt=keep_prompt, force=force)
+                           start=start, options=options, keep_prompt=keep_prompt, force=force, crop=crop, fps=fps)
     if as_json:
         emit_json(result)
     else:
