@@ -4,6 +4,7 @@ generate from it. Commands only parse options and print; these do the work.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -11,13 +12,13 @@ from pathlib import Path
 
 from . import __version__
 from .backend import DTYPES
+from .clips import clip_sha256, pick_frames, read_clip
 from .errors import VmcError
 from .progress import SILENT, Reporter
 from .profiles import CLIP, INVERSION, SCHEMA, WEIGHTS, ProfileStore, check_backend, now, slug, validate_name
 from .prompts import appearance_invariant
 from .sampling import matching_timestep
-from .tuning import BACKEND_TUNABLE, TuneConfig, apply_weights, loss_summary, resolve_config, tune
-from .clips import clip_sha256, pick_frames, read_clip
+from .tuning import BACKEND_TUNABLE, TuneConfig, apply_weights, blend_weights, loss_summary, resolve_config, tune
 from .video import guess_format, write_video
 
 
@@ -196,9 +197,16 @@ def _tune_locked(clip, prompt, tuning_prompt, name, *, store, runtime, backend_n
     }
 
 
+def check_motion_scale(scale: float | None) -> None:
+    if scale is not None and not (math.isfinite(scale) and scale >= 0):
+        raise VmcError(f"--motion-scale must be a number >= 0, got {scale}",
+                       "1 is the profile as tuned, 0 the base model, 0.6-0.8 softens it, above 1 exaggerates it")
+
+
 def load_profile(name: str, *, store: ProfileStore, runtime: Runtime, backend_name: str | None,
-                 stages: tuple[str, ...]):
-    """Backend with the profile's tuned weights applied, plus the manifest."""
+                 stages: tuple[str, ...], motion_scale: float = 1.0):
+    """Backend with the profile's tuned weights applied (at ``motion_scale``: W0 + S (W - W0)),
+    plus the manifest."""
     from .plugins import get_backend
 
     manifest = store.manifest(name)
@@ -212,16 +220,17 @@ def load_profile(name: str, *, store: ProfileStore, runtime: Runtime, backend_na
 
     backend = runtime.load(get_backend(made_by), stages, check=same_models)  # refused before weights load
     same_models(backend.model_info())
-    apply_weights(backend.unet, store.load(name, WEIGHTS, manifest))
+    apply_weights(backend.unet, blend_weights(backend.unet, store.load(name, WEIGHTS, manifest), motion_scale))
     return backend, manifest
 
 
-def inversion_settings(backend, steps: int, strength: float) -> dict:
-    """Everything that decides an inversion's result (compared before a saved one is reused)."""
+def inversion_settings(backend, steps: int, strength: float, motion_scale: float = 1.0) -> dict:
+    """Everything that decides an inversion's result (compared before a saved one is reused),
+    the motion scale of the weights it is made with included."""
     from .inversion import kept_signal
 
     check_strength(strength)
-    return {**backend.inversion_info(steps), "steps": steps, "strength": strength,
+    return {**backend.inversion_info(steps), "steps": steps, "strength": strength, "motion_scale": motion_scale,
             **kept_signal(backend.inversion_scheduler(), steps, strength), "prompt": "", "guidance": 1.0}
 
 
@@ -254,14 +263,18 @@ def invert(backend, name: str, manifest: dict, store: ProfileStore, steps: int, 
 
 
 def invert_profile(name: str, *, store: ProfileStore, runtime: Runtime, steps: int | None = None,
-                   backend_name: str | None = None, strength: float | None = None) -> dict:
+                   backend_name: str | None = None, strength: float | None = None,
+                   motion_scale: float | None = None) -> dict:
     check_strength(strength)
     check_counts(steps=steps)
+    check_motion_scale(motion_scale)
+    motion_scale = or_default(motion_scale, 1.0)
     backend, manifest = load_profile(name, store=store, runtime=runtime, backend_name=backend_name,
-                                     stages=("keyframes",))
+                                     stages=("keyframes",), motion_scale=motion_scale)
     steps = or_default(steps, backend.defaults["invert_steps"])
     strength = or_default(strength, backend.defaults.get("strength", 1.0))
-    _, info = invert(backend, name, manifest, store, steps, runtime.progress, strength)
+    _, info = invert(backend, name, manifest, store, steps, runtime.progress, strength,
+                     inversion_settings(backend, steps, strength, motion_scale))
     return {"profile": name, "path": str(store.path(name) / INVERSION), **info}
 
 
@@ -269,7 +282,8 @@ def generate(name: str, prompts: list[str], outputs: list[Path], *, store: Profi
              backend_name: str | None = None, steps: int | None = None, guidance: float | None = None,
              invert_steps: int | None = None, seed: int = 0, negative_prompt: str | None = None,
              stages: str = "all", fmt: str | None = None, init: str = "inverted", fps: float | None = None,
-             strength: float | None = None, keyframe_outputs: list[Path] | None = None) -> list[dict]:
+             strength: float | None = None, keyframe_outputs: list[Path] | None = None,
+             motion_scale: float | None = None) -> list[dict]:
     """Sample new key-frames with each prompt from the profile's inverted noise, run the cascade, write videos
     (and, with ``keyframe_outputs``, the key-frames of the same run)."""
     import torch
@@ -282,6 +296,8 @@ def generate(name: str, prompts: list[str], outputs: list[Path], *, store: Profi
         raise VmcError(f"unknown --init {init!r}", "use 'inverted' or 'noise'")
     check_counts(steps=steps, invert_steps=invert_steps)
     check_strength(strength)
+    check_motion_scale(motion_scale)
+    motion_scale = or_default(motion_scale, 1.0)
     if fps is not None and not fps > 0:
         raise VmcError(f"--fps must be positive, got {fps}")
     for out in outputs:
@@ -289,7 +305,8 @@ def generate(name: str, prompts: list[str], outputs: list[Path], *, store: Profi
     for out in keyframe_outputs or []:
         guess_format(Path(out), None)
     backend, manifest = load_profile(name, store=store, runtime=runtime, backend_name=backend_name,
-                                     stages=("keyframes",) if stages == "keyframes" else ("all",))
+                                     stages=("keyframes",) if stages == "keyframes" else ("all",),
+                                     motion_scale=motion_scale)
     steps = or_default(steps, backend.defaults["sample_steps"])
     guidance = or_default(guidance, backend.defaults["guidance"])
     invert_steps = or_default(invert_steps, backend.defaults["invert_steps"])
@@ -300,8 +317,8 @@ def generate(name: str, prompts: list[str], outputs: list[Path], *, store: Profi
     backend.release_text_encoder()
     start = None
     if init == "inverted":
-        saved = manifest.get("inversion", {})
-        wanted = inversion_settings(backend, invert_steps, strength)
+        saved = {"motion_scale": 1.0, **manifest.get("inversion", {})}  # made before the dial: at 1
+        wanted = inversion_settings(backend, invert_steps, strength, motion_scale)
         if INVERSION in manifest.get("files", {}) and all(saved.get(k) == v for k, v in wanted.items()):
             x_t = store.load(name, INVERSION, manifest)["noise"]
         else:
@@ -342,6 +359,7 @@ def generate(name: str, prompts: list[str], outputs: list[Path], *, store: Profi
             "width": int(frames.shape[2]),
             "height": int(frames.shape[1]),
             "seed": seed,
+            "motion_scale": motion_scale,
             "steps": steps,
             "guidance": guidance,
             "init": init,

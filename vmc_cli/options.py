@@ -26,3 +26,9 @@ Strength = Annotated[Optional[float], typer.Option(
     "--strength", help="How far to invert, in (0, 1]: 1 runs the whole DDIM inversion (the method); lower stops "
     "part-way and starts sampling from there, keeping more of the clip. The kept signal sqrt(abar) is printed "
     "and recorded in the profile (default: the backend's; 1 for show1).", show_default=False)]
+
+MotionScale = Annotated[Optional[float], typer.Option(
+    "--motion-scale", help="How much of the tuned motion to use: the tuned weights are blended as "
+    "W0 + S (W - W0) with the base model's W0. 1 is the profile, 0 the untuned model, 0.6-0.8 softens an "
+    "over-fitted motion, above 1 exaggerates it. The inversion is made with the same weights. (default: 1)",
+    show_default=False)]

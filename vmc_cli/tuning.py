@@ -146,3 +146,19 @@ def apply_weights(unet: torch.nn.Module, weights: dict[str, torch.Tensor]) -> No
     with torch.no_grad():
         for name, value in weights.items():
             params[name].copy_(value.to(params[name].device, params[name].dtype))
+
+
+def blend_weights(unet: torch.nn.Module, weights: dict[str, torch.Tensor], scale: float) -> dict[str, torch.Tensor]:
+    """The tuned parameters at motion scale ``scale``: W0 + scale (W - W0), W0 being the
+    model's current (base) values, computed in float32. Scale 1 is the profile exactly,
+    0 the base model exactly. Unknown names or shapes are refused as by :func:`apply_weights`."""
+    if scale == 1:
+        return weights
+    params = dict(unet.named_parameters())
+    out = {}
+    for name, value in weights.items():
+        if name not in params or params[name].shape != value.shape:
+            return weights  # apply_weights gives the one-line refusal
+        base = params[name].detach().to("cpu", torch.float32)
+        out[name] = base.clone() if scale == 0 else base + scale * (value.to(torch.float32) - base)
+    return out

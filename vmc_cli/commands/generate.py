@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import VmcError
-from ..options import Backend, Device, Dtype, Home, Json, ModelPath, Quiet, Strength, Seed
+from ..options import Backend, Device, Dtype, Home, Json, ModelPath, MotionScale, Quiet, Strength, Seed
 
 
 def _read_prompts(prompt: str | None, prompt_file: Path | None) -> list[str]:
@@ -77,6 +77,7 @@ def generate(
         "--init", help="Starting noise: inverted (DDIM inversion of the clip, the method) or noise (fresh).")
     ] = "inverted",
     strength: Strength = None,
+    motion_scale: MotionScale = None,
     stages: Annotated[str, typer.Option(
         "--stages", help="all (key-frames, interpolation, super-resolution) or keyframes (a quick look).")] = "all",
     keyframes_out: Annotated[Optional[Path], typer.Option(
@@ -108,7 +109,8 @@ def generate(
         results = run(profile, prompts, outputs, store=ProfileStore(home),
                       runtime=Runtime(device, dtype, model_path, progress), backend_name=backend, steps=steps,
                       guidance=guidance, invert_steps=invert_steps, seed=seed, negative_prompt=negative_prompt,
-                      stages=stages, fmt=fmt, init=init, fps=fps, strength=strength, keyframe_outputs=keyframes)
+                      stages=stages, fmt=fmt, init=init, fps=fps, strength=strength, keyframe_outputs=keyframes,
+                      motion_scale=motion_scale)
     if as_json:
         emit_json({"profile": profile, "videos": results})
     else:

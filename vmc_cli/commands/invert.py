@@ -4,7 +4,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..options import Backend, Device, Dtype, Home, Json, ModelPath, Quiet, Strength
+from ..options import Backend, Device, Dtype, Home, Json, ModelPath, MotionScale, Quiet, Strength
 
 
 def invert(
@@ -12,6 +12,7 @@ def invert(
     steps: Annotated[Optional[int], typer.Option(
         "--steps", help="DDIM inversion steps (default: the backend's, 75).", show_default=False)] = None,
     strength: Strength = None,
+    motion_scale: MotionScale = None,
     backend: Backend = None,
     home: Home = None,
     device: Device = "auto",
@@ -31,7 +32,8 @@ def invert(
     progress = reporter(as_json, quiet)
     with progress.session():
         result = invert_profile(profile, store=ProfileStore(home), runtime=Runtime(device, dtype, model_path, progress),
-                                steps=steps, backend_name=backend, strength=strength)
+                                steps=steps, backend_name=backend, strength=strength,
+                                motion_scale=motion_scale)
     if as_json:
         emit_json(result)
     else:
