@@ -103,7 +103,7 @@ def tune_clip(clip: str | Path, prompt: str, *, store: ProfileStore, runtime: Ru
               backend_name: str | None = None, name: str | None = None, frames: int | None = None,
               stride: int = 1, start: int | str | None = 0, config: TuneConfig | None = None,
               options: dict | None = None, keep_prompt: bool = False, force: bool = False, crop: str = "center",
-              fps: float | None = None) -> dict:
+              fps: float | None = None, resume: bool = False, checkpoint_every: int = 50) -> dict:
     """Learn the motion of ``clip`` and store it as a profile. Returns the summary.
 
     ``config`` gives every tuning setting; else ``options`` gives some (None: not given)
@@ -117,21 +117,23 @@ def tune_clip(clip: str | Path, prompt: str, *, store: ProfileStore, runtime: Ru
         raise VmcError(f"profile {name!r} already exists", "pass --name NEW, or --force to replace it")
     # The name is ours from here to the saved profile: a second tune of the same name stops
     # at once instead of racing this one (and losing minutes of work at the end).
-    try:
-        with store.lock(name):
-            return _tune_locked(clip, prompt, tuning_prompt, name, store=store, runtime=runtime,
-                                backend_name=backend_name, frames=frames, stride=stride, start=start,
-                                config=config, options=options, keep_prompt=keep_prompt, force=force,
-                                crop=crop, fps=fps)
-    except OSError as exc:  # the store cannot even hold a lock file
-        from .profiles import _write_error
-
-        raise _write_error(name, store.root, exc) from None
+    with store.lock(name):
+        return _tune_locked(clip, prompt, tuning_prompt, name, store=store, runtime=runtime,
+                            backend_name=backend_name, frames=frames, stride=stride, start=start,
+                            config=config, options=options, keep_prompt=keep_prompt, force=force,
+                            crop=crop, fps=fps, resume=resume, checkpoint_every=checkpoint_every)
 
 
 def _tune_locked(clip, prompt, tuning_prompt, name, *, store, runtime, backend_name, frames, stride, start,
-                 config, options, keep_prompt, force, crop, fps) -> dict:
+                 config, options, keep_prompt, force, crop, fps, resume, checkpoint_every) -> dict:
+    from .checkpoints import Checkpointer, staging_root
     from .plugins import get_backend
+
+    if resume and not (staging_root(store.home) / name).is_dir():
+        raise VmcError(f"--resume: there is no unfinished tune of {name!r} to continue",
+                       "run the same command without --resume")
+    if checkpoint_every < 0:
+        raise VmcError(f"--checkpoint-every must be 0 (never) or more, got {checkpoint_every}")
 
     clip = Path(clip)
     backend_name = backend_name or default_backend()
@@ -148,8 +150,21 @@ def _tune_locked(clip, prompt, tuning_prompt, name, *, store, runtime, backend_n
     x = backend.frames_to_model(video[idx])
     text = backend.encode_prompts([tuning_prompt])
     backend.release_text_encoder()
+    sha = clip_sha256(clip, source)
+    fingerprint = {"clip_sha256": sha, "frame_indexes": idx, "crop": crop, "tuning_prompt": tuning_prompt,
+                   "backend": backend_name, "models": backend.model_info(), **config.to_dict()}
+    checkpoint = Checkpointer(store.home, name, fingerprint, checkpoint_every)
+    if checkpoint.exists() and not resume:
+        runtime.progress.log(f"an unfinished tune of {name!r} ({checkpoint.describe()}) is replaced by this one; "
+                             "--resume would have continued it")
     started = time.time()
-    result = tune(backend, x, text, config, runtime.progress)
+    try:
+        result = tune(backend, x, text, config, runtime.progress, checkpoint=checkpoint, resume=resume)
+    except KeyboardInterrupt:
+        if checkpoint.exists():
+            runtime.progress.log(f"interrupted; the tuning state of {name!r} at {checkpoint.describe()} is kept: "
+                                 "run the same command with --resume to continue")
+        raise
     seconds = time.time() - started
     summary = loss_summary(result["losses"])
     manifest = {
@@ -161,7 +176,7 @@ def _tune_locked(clip, prompt, tuning_prompt, name, *, store, runtime, backend_n
         "source": {
             "path": str(clip.resolve()),
             "kind": source.kind,
-            "sha256": clip_sha256(clip, source),
+            "sha256": sha,
             "frames_in_clip": len(video),
             "frame_indexes": idx,
             "frame_times": picked.times,
@@ -178,11 +193,13 @@ def _tune_locked(clip, prompt, tuning_prompt, name, *, store, runtime, backend_n
                    "defaults": f"backend {backend_name}" if backend.tune_defaults else "paper",
                    "given": given,
                    "tensors": len(result["weights"]), "device": str(backend.device),
-                   "dtype": str(backend.dtype).replace("torch.", ""), "seconds": round(seconds, 3)},
+                   "dtype": str(backend.dtype).replace("torch.", ""), "seconds": round(seconds, 3),
+                   "resumed_at_step": result["resumed_at"] or None},
         "loss": summary,
     }
     folder = store.create(name, manifest, {WEIGHTS: result["weights"], CLIP: {"clip": x.detach().cpu().float()}},
                           overwrite=force)
+    checkpoint.remove()  # finished: the staging data goes
     return {
         "profile": name,
         "path": str(folder),
@@ -194,6 +211,7 @@ def _tune_locked(clip, prompt, tuning_prompt, name, *, store, runtime, backend_n
         "parameters": result["parameters"],
         "loss": summary,
         "seconds": round(seconds, 3),
+        "resumed_at_step": result["resumed_at"],
     }
 
 

@@ -175,13 +175,15 @@ class ProfileStore:
         from filelock import FileLock, Timeout
 
         path = self.lock_path(name)
-        path.parent.mkdir(parents=True, exist_ok=True)
         lock = _LOCKS.setdefault(str(path), FileLock(str(path), timeout=0))
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             lock.acquire()
         except Timeout:
             raise StoreBusy(f"profile {name!r} is being written by another vmc process right now",
                             "wait for it to finish, or use another --name") from None
+        except OSError as exc:  # the store cannot even hold a lock file
+            raise _write_error(name, self.home, exc) from None
         try:
             yield
         finally:

@@ -52,13 +52,56 @@ def select_parameters(unet: torch.nn.Module, target: str, marker: str = "temp_at
     return chosen
 
 
+def _training_state(targets: dict, optimizer, gen: torch.Generator, scaler) -> tuple[dict, dict]:
+    """Everything a resumed run needs, as (tensors, JSON-able extra): tuned weights, AdamW
+    state, the tuning generator's and torch's RNG states (CUDA's too), the loss scaler."""
+    tensors = {f"weight.{n}": p.detach().to("cpu") for n, p in targets.items()}
+    opt = optimizer.state_dict()
+    for index, state in opt["state"].items():
+        for key, value in state.items():
+            tensors[f"adam.{index}.{key}"] = (value if torch.is_tensor(value) else torch.tensor(value)).detach().cpu()
+    tensors["rng.tuning"] = gen.get_state()
+    tensors["rng.torch"] = torch.get_rng_state()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, state in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = state
+    extra = {"param_groups": opt["param_groups"], "scaler": scaler.state_dict() if scaler.is_enabled() else None}
+    return tensors, extra
+
+
+def _restore_state(meta: dict, tensors: dict, targets: dict, optimizer, gen: torch.Generator, scaler) -> None:
+    with torch.no_grad():
+        for n, p in targets.items():
+            if f"weight.{n}" not in tensors:
+                raise VmcError(f"--resume: the checkpoint lacks {n}", "start over without --resume")
+            p.copy_(tensors[f"weight.{n}"].to(p.device, p.dtype))
+    state: dict = {}
+    for key, value in tensors.items():
+        if key.startswith("adam."):
+            _, index, field = key.split(".", 2)
+            state.setdefault(int(index), {})[field] = value
+    groups = [dict(g, betas=tuple(g["betas"])) if "betas" in g else g for g in meta["param_groups"]]
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+    gen.set_state(tensors["rng.tuning"])
+    torch.set_rng_state(tensors["rng.torch"])
+    cuda = [tensors[k] for k in sorted((k for k in tensors if k.startswith("rng.cuda.")),
+                                       key=lambda k: int(k.rsplit(".", 1)[1]))]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+    if meta.get("scaler") and scaler.is_enabled():
+        scaler.load_state_dict(meta["scaler"])
+
+
 def tune(backend, video: torch.Tensor, text: torch.Tensor, config: TuneConfig,
-         progress: Reporter = SILENT, on_step: Callable[[int, float], None] | None = None) -> dict:
+         progress: Reporter = SILENT, on_step: Callable[[int, float], None] | None = None,
+         checkpoint=None, resume: bool = False) -> dict:
     """Fine-tune the backend's key-frame model on one clip.
 
     ``video``: the clip in model space, (1, channels, frames, height, width);
     ``text``: the tuning prompt's embedding, (1, tokens, dim).
-    Returns ``{"weights": {name: tensor}, "losses": [...], "parameters": n}``;
+    ``checkpoint``: a :class:`vmc_cli.checkpoints.Checkpointer`: the state is saved every
+    ``checkpoint.every`` steps, and with ``resume`` the run continues from its last save.
+    Returns ``{"weights": {name: tensor}, "losses": [...], "parameters": n, "resumed_at": step}``;
     the trained weights are also left in ``backend.unet``.
     """
     from diffusers import DDPMScheduler
@@ -92,10 +135,17 @@ def tune(backend, video: torch.Tensor, text: torch.Tensor, config: TuneConfig,
                        "which cannot be trained with float16 loss scaling",
                        "use --dtype bfloat16 or --dtype float32, or the default --target qkv")
     losses: list[float] = []
+    first = 0
+    if checkpoint is not None and resume:
+        meta, tensors = checkpoint.load()
+        _restore_state(meta, tensors, targets, optimizer, gen, scaler)
+        first, losses = int(meta["step"]), [float(v) for v in meta["losses"]]
+        progress.log(f"resuming {checkpoint.name!r} at step {first} of {config.steps}")
     unet.train()
     task = progress.task("tuning", config.steps)
+    task.advance(first)
     try:
-        for step in range(config.steps):
+        for step in range(first, config.steps):
             t = torch.randint(t_lo, t_hi + 1, (config.batch_size,), generator=gen)
             noise = torch.randn(x0.shape, generator=gen, dtype=torch.float32).to(device)
             abar = abar_all[t]
@@ -116,11 +166,15 @@ def tune(backend, video: torch.Tensor, text: torch.Tensor, config: TuneConfig,
             task.advance(info=f"loss {value:.4f}")
             if on_step is not None:
                 on_step(step, value)
+            done = step + 1
+            if checkpoint is not None and checkpoint.every and done % checkpoint.every == 0 and done < config.steps:
+                checkpoint.save(done, losses, *_training_state(targets, optimizer, gen, scaler))
     finally:
         unet.eval()
         unet.requires_grad_(False)
     weights = {n: p.detach().to("cpu", torch.float32).contiguous() for n, p in targets.items()}
-    return {"weights": weights, "losses": losses, "parameters": sum(w.numel() for w in weights.values())}
+    return {"weights": weights, "losses": losses, "parameters": sum(w.numel() for w in weights.values()),
+            "resumed_at": first}
 
 
 def loss_summary(losses: list[float]) -> dict:

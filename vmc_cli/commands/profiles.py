@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -39,11 +39,20 @@ def list_(home: Home = None, as_json: Json = False):
     from ..output import emit_json
     from ..profiles import ProfileStore
 
+    from ..checkpoints import unfinished
+
     store = ProfileStore(home)
     rows = [_summary(store, n) for n in store.names()]
+    pending = unfinished(store.home)
     if as_json:
-        emit_json({"home": str(store.home), "profiles": rows})
+        emit_json({"home": str(store.home), "profiles": rows, "unfinished": pending})
         return
+    if pending:
+        from ..output import info
+
+        steps = ", ".join(f"{u['name']} (step {u['step']} of {u['steps']})" for u in pending)
+        info(f"unfinished tunes: {steps}; continue one with the same `vmc tune ...` command and --resume, "
+             "or remove them with `vmc profiles clean --yes`")
     if not rows:
         from ..output import info
 
@@ -107,6 +116,56 @@ def rm(
         emit_json(result)
     else:
         print(f"{'removed' if result['removed'] else 'would remove'} {path}")
+
+
+@app.command("clean")
+def clean(
+    names: Annotated[Optional[list[str]], typer.Argument(
+        help="Profile names whose unfinished tunes to remove (default: all).", show_default=False)] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Really remove (no question is asked).")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be removed.")] = False,
+    home: Home = None,
+    as_json: Json = False,
+):
+    """Remove the checkpoints of unfinished tunes (see `vmc profiles list`); a tune running now is left alone."""
+    import shutil
+
+    from ..checkpoints import unfinished
+    from ..errors import VmcError
+    from ..output import emit_json, info
+    from ..profiles import ProfileStore, StoreBusy
+
+    store = ProfileStore(home)
+    pending = unfinished(store.home)
+    if names:
+        known = {u["name"] for u in pending}
+        missing = [n for n in names if n not in known]
+        if missing:
+            raise VmcError(f"no unfinished tune named {missing[0]!r}",
+                           f"unfinished now: {', '.join(sorted(known)) or 'none'}")
+        pending = [u for u in pending if u["name"] in names]
+    if not dry_run and not yes:
+        raise VmcError(f"not removing {len(pending)} unfinished tune(s) without --yes",
+                       "run `vmc profiles clean --yes`, or --dry-run to see them")
+    rows = []
+    for u in pending:
+        row = {"name": u["name"], "path": u["path"], "step": u["step"], "removed": False, "busy": False}
+        if not dry_run:
+            try:
+                with store.lock(u["name"]):
+                    shutil.rmtree(u["path"])
+                row["removed"] = True
+            except StoreBusy:
+                row["busy"] = True
+        rows.append(row)
+    if as_json:
+        emit_json({"unfinished": rows})
+        return
+    if not rows:
+        info("no unfinished tunes")
+    for r in rows:
+        verb = "removed" if r["removed"] else "left alone (being tuned right now)" if r["busy"] else "would remove"
+        print(f"{verb} {r['path']} ({r['name']}, step {r['step']})")
 
 
 @app.command("path")

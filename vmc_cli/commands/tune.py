@@ -73,6 +73,12 @@ def tune(
     keep_prompt: Annotated[bool, typer.Option(
         "--keep-prompt", help="Tune with the prompt as given instead of its appearance-invariant form.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing profile of the same name.")] = False,
+    checkpoint_every: Annotated[int, typer.Option(
+        "--checkpoint-every", help="Save the tuning state every N steps into the store's staging area "
+        "(0: never), so an interrupted tune can be resumed.")] = 50,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue the interrupted tune of this profile name from its last checkpoint "
+        "(same clip, prompt and options; on a CPU the result is bit-identical to an uninterrupted run).")] = False,
     seed: Seed = 0,
     home: Home = None,
     device: Device = "auto",
@@ -98,7 +104,8 @@ def tune(
     with progress.session():
         result = tune_clip(clip, prompt, store=store, runtime=Runtime(device, dtype, model_path, progress),
                            backend_name=backend, name=name, frames=frames, stride=stride,
-                           start=start, options=options, keep_prompt=keep_prompt, force=force, crop=crop, fps=fps)
+                           start=start, options=options, keep_prompt=keep_prompt, force=force, crop=crop, fps=fps,
+                           resume=resume, checkpoint_every=checkpoint_every)
     if as_json:
         emit_json(result)
     else:
