@@ -301,9 +301,13 @@ def generate(name: str, prompts: list[str], outputs: list[Path], *, store: Profi
              invert_steps: int | None = None, seed: int = 0, negative_prompt: str | None = None,
              stages: str = "all", fmt: str | None = None, init: str = "inverted", fps: float | None = None,
              strength: float | None = None, keyframe_outputs: list[Path] | None = None,
-             motion_scale: float | None = None) -> list[dict]:
+             motion_scale: float | None = None, sync=None) -> list[dict]:
     """Sample new key-frames with each prompt from the profile's inverted noise, run the cascade, write videos
-    (and, with ``keyframe_outputs``, the key-frames of the same run)."""
+    (and, with ``keyframe_outputs``, the key-frames of the same run).
+
+    ``sync``: one process of several (``accelerate launch``), with ``is_main`` and ``wait()``
+    (a barrier, reached exactly once): the main process inverts and saves the clip first,
+    the others wait for it and read the saved inversion."""
     import torch
 
     from .sampling import ddim_sample, guided
@@ -335,6 +339,9 @@ def generate(name: str, prompts: list[str], outputs: list[Path], *, store: Profi
     backend.release_text_encoder()
     start = None
     if init == "inverted":
+        if sync is not None and not sync.is_main:
+            sync.wait()
+            manifest = store.manifest(name)  # with the main process's inversion
         saved = {"motion_scale": 1.0, **manifest.get("inversion", {})}  # made before the dial: at 1
         wanted = inversion_settings(backend, invert_steps, strength, motion_scale)
         if INVERSION in manifest.get("files", {}) and all(saved.get(k) == v for k, v in wanted.items()):
@@ -347,7 +354,11 @@ def generate(name: str, prompts: list[str], outputs: list[Path], *, store: Profi
         # noise level matches what the inversion reached (the two schedules may differ).
         if strength < 1:
             start = matching_timestep(backend.sampling_scheduler(), steps, wanted["signal"])
+        if sync is not None and sync.is_main:
+            sync.wait()
     else:
+        if sync is not None:
+            sync.wait()
         shape = store.load(name, CLIP, manifest)["clip"].shape
     results = []
     for i, (prompt, out) in enumerate(zip(prompts, outputs)):

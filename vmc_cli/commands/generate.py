@@ -51,6 +51,32 @@ def keyframe_paths(outputs: list[Path], keyframes_out: Path | None, batch: bool)
     return [keyframes_out / f"{out.stem}_keyframes.gif" for out in outputs]
 
 
+class _Processes:
+    """This process among several started by ``accelerate launch`` (a barrier and who is main)."""
+
+    def __init__(self, state):
+        self.state = state
+        self.is_main = state.is_main_process
+
+    def wait(self) -> None:
+        self.state.wait_for_everyone()
+
+
+def _processes() -> _Processes | None:
+    """The accelerate process group when launched as several processes, else None (no import)."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    import torch
+    from accelerate import PartialState
+
+    # Without CUDA, the processes are CPU processes joined over gloo (accelerate's own
+    # detection only does that for MPI launches).
+    state = PartialState(cpu=not torch.cuda.is_available())
+    return _Processes(state) if state.num_processes > 1 else None
+
+
 def generate(
     profile: Annotated[str, typer.Argument(help="Profile name (see `vmc profiles list`).")],
     prompt: Annotated[Optional[str], typer.Option(
@@ -104,13 +130,36 @@ def generate(
     prompts = _read_prompts(prompt, prompt_file)
     outputs = output_paths(profile, prompts, output, fmt, batch=prompt_file is not None)
     keyframes = keyframe_paths(outputs, keyframes_out, batch=prompt_file is not None)
-    progress = reporter(as_json, quiet)
+    processes = _processes()
+    mine = list(range(len(prompts)))
+    if processes is not None:  # accelerate launch: this process's share of the prompts, on its own device
+        with processes.state.split_between_processes(mine) as share:
+            mine = list(share)
+        if device == "auto":
+            placed = processes.state.device
+            device = "cpu" if placed.type == "cpu" else str(placed)
+    progress = reporter(as_json, quiet or not (processes is None or processes.is_main))
+    results = []
     with progress.session():
-        results = run(profile, prompts, outputs, store=ProfileStore(home),
-                      runtime=Runtime(device, dtype, model_path, progress), backend_name=backend, steps=steps,
-                      guidance=guidance, invert_steps=invert_steps, seed=seed, negative_prompt=negative_prompt,
-                      stages=stages, fmt=fmt, init=init, fps=fps, strength=strength, keyframe_outputs=keyframes,
-                      motion_scale=motion_scale)
+        if mine:
+            results = run(profile, [prompts[i] for i in mine], [outputs[i] for i in mine], store=ProfileStore(home),
+                          runtime=Runtime(device, dtype, model_path, progress), backend_name=backend, steps=steps,
+                          guidance=guidance, invert_steps=invert_steps, seed=seed, negative_prompt=negative_prompt,
+                          stages=stages, fmt=fmt, init=init, fps=fps, strength=strength,
+                          keyframe_outputs=[keyframes[i] for i in mine] if keyframes else None,
+                          motion_scale=motion_scale, sync=processes)
+        elif processes is not None:
+            processes.wait()  # more processes than prompts: nothing to do, but the barrier is shared
+    for index, r in zip(mine, results):
+        r["index"] = index
+        if processes is not None:
+            r["process"] = processes.state.process_index
+    if processes is not None:
+        from accelerate.utils import gather_object
+
+        results = sorted(gather_object(results), key=lambda r: r["index"])
+        if not processes.is_main:
+            return
     if as_json:
         emit_json({"profile": profile, "videos": results})
     else:
