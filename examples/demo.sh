@@ -14,12 +14,11 @@ python examples/shapes_clip.py "$out/source.mp4" --path figure_eight --shape tri
 vmc tune "$out/source.mp4" --prompt "a shape is moving" --backend shapes --name demo-figure-eight --force \
     ${VMC_DEMO_STEPS:+--steps "$VMC_DEMO_STEPS"}
 vmc generate demo-figure-eight --prompt "a red square is moving" -o "$out/demo.mp4" \
-    --keyframes-out "$out/demo_keyframes.gif" \
+    --keyframes-out "$out/demo_keyframes.gif" --side-by-side "$out/side_by_side.gif" \
     ${VMC_DEMO_SAMPLE_STEPS:+--steps "$VMC_DEMO_SAMPLE_STEPS" --invert-steps "$VMC_DEMO_SAMPLE_STEPS"}
-python examples/side_by_side.py "$out/source.mp4" "$out/demo_keyframes.gif" "$out/side_by_side.gif" >/dev/null
 echo "motion of the generated video against the source:"
-vmc eval "$out/demo.mp4" --source "$out/source.mp4" --keyframes 8 --no-clip
+vmc eval "$out/demo.mp4" --source "$out/source.mp4" --keyframes 8 --no-clip --plot "$out/tracks.png"
 python examples/shapes_score.py "$out/source.mp4" "$out/demo.mp4"
 echo "video: $out/demo.mp4 (key-frames: $out/demo_keyframes.gif)"
-echo "side by side (source | generated key-frames): $out/side_by_side.gif"
+echo "side by side (source | generated key-frames): $out/side_by_side.gif; motion tracks: $out/tracks.png"
 echo "how well this model transfers motion, measured over held-out paths: docs/shapes_transfer.md"

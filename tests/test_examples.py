@@ -31,7 +31,7 @@ def test_demo_says_what_it_shows_and_writes_it(demo):
     assert lines[0].startswith("vmc demo: learn the figure-eight motion")
     assert any(line.startswith("motion fidelity") for line in lines), r.stdout
     assert any(line.startswith("centroid path error") for line in lines), r.stdout
-    for name in ("source.mp4", "demo.mp4", "demo_keyframes.gif", "side_by_side.gif"):
+    for name in ("source.mp4", "demo.mp4", "demo_keyframes.gif", "side_by_side.gif", "tracks.png"):
         assert (tmp / "out" / name).is_file(), name
     from vmc_cli.video import read_frames
 

@@ -301,7 +301,8 @@ def generate(name: str, prompts: list[str], outputs: list[Path], *, store: Profi
              invert_steps: int | None = None, seed: int = 0, negative_prompt: str | None = None,
              stages: str = "all", fmt: str | None = None, init: str = "inverted", fps: float | None = None,
              strength: float | None = None, keyframe_outputs: list[Path] | None = None,
-             motion_scale: float | None = None, sync=None) -> list[dict]:
+             motion_scale: float | None = None, sync=None,
+             side_by_side_outputs: list[Path] | None = None) -> list[dict]:
     """Sample new key-frames with each prompt from the profile's inverted noise, run the cascade, write videos
     (and, with ``keyframe_outputs``, the key-frames of the same run).
 
@@ -324,7 +325,7 @@ def generate(name: str, prompts: list[str], outputs: list[Path], *, store: Profi
         raise VmcError(f"--fps must be positive, got {fps}")
     for out in outputs:
         guess_format(Path(out), fmt)  # a bad --format or -o suffix fails before any work
-    for out in keyframe_outputs or []:
+    for out in [*(keyframe_outputs or []), *(side_by_side_outputs or [])]:
         guess_format(Path(out), None)
     backend, manifest = load_profile(name, store=store, runtime=runtime, backend_name=backend_name,
                                      stages=("keyframes",) if stages == "keyframes" else ("all",),
@@ -360,6 +361,9 @@ def generate(name: str, prompts: list[str], outputs: list[Path], *, store: Profi
         if sync is not None:
             sync.wait()
         shape = store.load(name, CLIP, manifest)["clip"].shape
+    source_key = None
+    if side_by_side_outputs:  # the frames the profile was tuned on, as the model saw them
+        source_key = backend.model_to_frames(store.load(name, CLIP, manifest)["clip"].to(backend.device, backend.dtype))
     results = []
     for i, (prompt, out) in enumerate(zip(prompts, outputs)):
         if init == "noise":
@@ -380,10 +384,17 @@ def generate(name: str, prompts: list[str], outputs: list[Path], *, store: Profi
         if keyframe_outputs:  # about the video's duration, at a whole frame rate (GIF delays are coarse)
             keyframe_path = str(write_video(key, keyframe_outputs[i], None,
                                             max(1, round((fps or backend.fps) * len(key) / len(frames)))))
+        pair_path = None
+        if side_by_side_outputs:
+            from .pictures import side_by_side
+
+            pair_path = str(write_video(side_by_side(source_key, key), side_by_side_outputs[i], None,
+                                        max(1, round((fps or backend.fps) * len(key) / len(frames)))))
         results.append({
             "prompt": prompt,
             "path": str(path),
             "keyframes": keyframe_path,
+            "side_by_side": pair_path,
             "frames": int(frames.shape[0]),
             "width": int(frames.shape[2]),
             "height": int(frames.shape[1]),

@@ -396,7 +396,7 @@ def _motion_features(
     still = observed & (length < still_step * scale)
     moves = observed & ~still
     unit = np.where(moves[..., None], disp / np.maximum(length, 1e-12)[..., None], 0.0)
-    return unit[moving], still[moving].astype(np.float64), observed[moving].astype(np.float64)
+    return unit[moving], still[moving].astype(np.float64), observed[moving].astype(np.float64), moving
 
 
 def _resize_frames(frames: "np.ndarray", width: int, height: int) -> "np.ndarray":
@@ -420,6 +420,7 @@ def motion_fidelity(
     still_step: float = 0.004,
     min_visible: float = 0.5,
     fb_threshold: float | None = 1.0,
+    keep_tracks: bool = False,
 ) -> dict:
     """Motion fidelity of ``output_frames`` to ``source_frames`` (Yatim et al., CVPR 2024).
 
@@ -462,7 +463,9 @@ def motion_fidelity(
     Returns ``{"motion_fidelity", "output_to_source", "source_to_output",
     "tracks_source", "tracks_output", "motion_frames", "motion_size"}``:
     the tracks counts are the moving tracks kept, ``motion_frames`` is T and
-    ``motion_size`` the common [width, height].
+    ``motion_size`` the common [width, height]. ``keep_tracks`` adds ``"tracks"``:
+    {"source", "output"} float (tracks, T, 2) positions of the moving tracks in that common
+    frame, NaN where a track was lost.
     """
     import numpy as np
 
@@ -476,11 +479,14 @@ def motion_fidelity(
     n_times = min(len(src), len(out))
     longer = float(max(width, height))
 
-    feats = []
+    feats, kept = [], []
     for arr in (src, out):
         tracks, visible = track_points(_resize_frames(arr, width, height), grid=grid, fb_threshold=fb_threshold)
         tracks, visible = _resample_tracks(tracks, visible, n_times)
-        feats.append(_motion_features(tracks, visible, longer, min_motion, still_step, min_visible))
+        *feat, moving = _motion_features(tracks, visible, longer, min_motion, still_step, min_visible)
+        feats.append(feat)
+        # the moving tracks, each cut where it was lost (NaN there), for pictures
+        kept.append(np.where(visible[moving][..., None], tracks[moving], np.nan))
     (unit_s, still_s, seen_s), (unit_o, still_o, seen_o) = feats
     n_src, n_out = len(unit_s), len(unit_o)
 
@@ -496,7 +502,7 @@ def motion_fidelity(
         o2s = float(agree.max(axis=1).mean())
         s2o = float(agree.max(axis=0).mean())
         score = (o2s + s2o) / 2
-    return {
+    result = {
         "motion_fidelity": score,
         "output_to_source": o2s,
         "source_to_output": s2o,
@@ -505,3 +511,6 @@ def motion_fidelity(
         "motion_frames": int(n_times),
         "motion_size": [int(width), int(height)],
     }
+    if keep_tracks:
+        result["tracks"] = {"source": kept[0], "output": kept[1]}
+    return result

@@ -24,6 +24,10 @@ def evaluate(
     clip_model: Annotated[Optional[str], typer.Option(
         "--clip-model", help="CLIP model: a hub id or a local folder (default: openai/clip-vit-large-patch14).",
         show_default=False)] = None,
+    plot: Annotated[Optional[Path], typer.Option(
+        "--plot", help="With --source: draw both videos' moving point tracks on one picture (PNG), the source's "
+        "in blue over its first frame and the video's in orange, to see where the motion differs.",
+        show_default=False)] = None,
     device: Device = "auto",
     as_json: Json = False,
     quiet: Quiet = False,
@@ -38,6 +42,8 @@ def evaluate(
     with a track of the other video, averaged over tracks, both ways; the
     score is the mean of the two ways (1: same motion, -1: opposite).
     """
+    import numpy as np
+
     from ..errors import VmcError
     from ..output import emit_json, info
     from ..video import read_frames
@@ -49,6 +55,10 @@ def evaluate(
         raise VmcError(f"--keyframes must be at least 1, not {keyframes}",
                        hint="Pass --keyframes N with N >= 1 (e.g. 8, as the paper does), or leave it out "
                        "to score all frames.")
+    if plot is not None and source is None:
+        raise VmcError("--plot draws the motion against --source", hint="Pass --source CLIP as well.")
+    if plot is not None and plot.suffix.lower() != ".png":
+        raise VmcError(f"--plot writes a PNG, not {plot.name}", hint="Give a path ending in .png.")
     if not no_clip and not prompt:
         raise VmcError("--prompt is required for the CLIP scores.",
                        hint="Pass --prompt, or --no-clip with --source to score motion fidelity only.")
@@ -77,8 +87,22 @@ def evaluate(
 
         info(f"tracking points in {len(source_frames)} source and {len(frames)} video frames",
              quiet or as_json)
-        motion = motion_fidelity(source_frames, frames)
+        motion = motion_fidelity(source_frames, frames, keep_tracks=plot is not None)
+        tracks = motion.pop("tracks", None)
         result.update({"source": str(source), **motion})
+        if plot is not None:
+            import cv2
+
+            from ..pictures import plot_tracks
+
+            size = tuple(motion["motion_size"])
+            score = motion["motion_fidelity"]
+            title = f"motion fidelity {score:.3f}" if score is not None else "motion fidelity n/a"
+            background = cv2.resize(np.ascontiguousarray(source_frames[0]), size, interpolation=cv2.INTER_AREA)
+            plot_tracks(tracks, size, plot, title=f"{title}: {source.name} (blue) and {video.name} (orange)",
+                        background=background)
+            result["plot"] = str(plot)
+            info(f"motion tracks drawn in {plot}", quiet or as_json)
 
     if as_json:
         emit_json(result)

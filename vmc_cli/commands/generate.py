@@ -39,16 +39,17 @@ def output_paths(profile: str, prompts: list[str], output: Path | None, fmt: str
     return [folder / f"{i:03d}_{slug(p, 40)}{ext}" for i, p in enumerate(prompts)]
 
 
-def keyframe_paths(outputs: list[Path], keyframes_out: Path | None, batch: bool) -> list[Path] | None:
-    """Where each video's key-frames go: ``--keyframes-out`` is the file for one prompt, a
-    folder for a prompt file (``<video name>_keyframes.gif`` there)."""
+def keyframe_paths(outputs: list[Path], keyframes_out: Path | None, batch: bool, option: str = "--keyframes-out",
+                   suffix: str = "keyframes") -> list[Path] | None:
+    """Where each video's key-frames (or side-by-side pictures) go: the option's value is the
+    file for one prompt, a folder for a prompt file (``<video name>_<suffix>.gif`` there)."""
     if keyframes_out is None:
         return None
     if not batch:
         return [keyframes_out]
     if keyframes_out.exists() and not keyframes_out.is_dir():
-        raise VmcError(f"--keyframes-out {keyframes_out} is a file", "with --prompt-file, it names a folder")
-    return [keyframes_out / f"{out.stem}_keyframes.gif" for out in outputs]
+        raise VmcError(f"{option} {keyframes_out} is a file", "with --prompt-file, it names a folder")
+    return [keyframes_out / f"{out.stem}_{suffix}.gif" for out in outputs]
 
 
 class _Processes:
@@ -109,6 +110,9 @@ def generate(
     keyframes_out: Annotated[Optional[Path], typer.Option(
         "--keyframes-out", help="Also write the sampled key-frames here (gif, mp4 or png folder; a folder with "
         "--prompt-file), from the same run as the video.", show_default=False)] = None,
+    side_by_side: Annotated[Optional[Path], typer.Option(
+        "--side-by-side", help="Also write the source's key-frames and the generated ones side by side here "
+        "(a GIF; a folder with --prompt-file).", show_default=False)] = None,
     fps: Annotated[Optional[float], typer.Option("--fps", help="Frames per second of the video.",
                                                  show_default=False)] = None,
     seed: Seed = 0,
@@ -130,6 +134,7 @@ def generate(
     prompts = _read_prompts(prompt, prompt_file)
     outputs = output_paths(profile, prompts, output, fmt, batch=prompt_file is not None)
     keyframes = keyframe_paths(outputs, keyframes_out, batch=prompt_file is not None)
+    pairs = keyframe_paths(outputs, side_by_side, prompt_file is not None, "--side-by-side", "side_by_side")
     processes = _processes()
     mine = list(range(len(prompts)))
     if processes is not None:  # accelerate launch: this process's share of the prompts, on its own device
@@ -147,7 +152,8 @@ def generate(
                           guidance=guidance, invert_steps=invert_steps, seed=seed, negative_prompt=negative_prompt,
                           stages=stages, fmt=fmt, init=init, fps=fps, strength=strength,
                           keyframe_outputs=[keyframes[i] for i in mine] if keyframes else None,
-                          motion_scale=motion_scale, sync=processes)
+                          motion_scale=motion_scale, sync=processes,
+                          side_by_side_outputs=[pairs[i] for i in mine] if pairs else None)
         elif processes is not None:
             processes.wait()  # more processes than prompts: nothing to do, but the barrier is shared
     for index, r in zip(mine, results):
@@ -165,4 +171,5 @@ def generate(
     else:
         for r in results:
             print(f"{r['path']}  ({r['frames']} frames, {r['width']}x{r['height']}): {r['prompt']}"
-                  + (f"  [key-frames: {r['keyframes']}]" if r.get("keyframes") else ""))
+                  + (f"  [key-frames: {r['keyframes']}]" if r.get("keyframes") else "")
+                  + (f"  [side by side: {r['side_by_side']}]" if r.get("side_by_side") else ""))
