@@ -81,6 +81,20 @@ class Backend:
         another model revision is refused before minutes of loading (it raises)."""
         raise NotImplementedError
 
+    def configure(self, *, model_path: str | None = None, progress: "Reporter | None" = None) -> None:
+        """Before loading: find the model files and set ``num_frames``, ``width`` and ``height``
+        from their configurations when they depend on the model (no weights are read), so a
+        clip can be checked and read at the right size first. Default: nothing to do."""
+
+    def set_keyframe_size(self, width: int | None, height: int | None) -> None:
+        """``vmc tune --width/--height``: key-frames of another size. Refused by backends with a
+        fixed size (the default); latent backends accept multiples of their downsampling."""
+        if (width or self.width, height or self.height) != (self.width, self.height):
+            from .errors import VmcError
+
+            raise VmcError(f"backend {self.name!r} makes key-frames of {self.width}x{self.height} only",
+                           "drop --width/--height")
+
     def expand_stages(self, stages: tuple[str, ...]) -> tuple[str, ...]:
         """``("all",)`` -> ``("keyframes", *cascade_stages)``; unknown names are an error."""
         if "all" in stages:

@@ -78,6 +78,7 @@ class Runtime:
     dtype: str | None = None
     model_path: str | None = None
     progress: Reporter = SILENT
+    adapter: str | None = None  # --adapter: backends whose load() takes one (animatediff)
 
     def __post_init__(self):
         check_device(self.device)
@@ -88,10 +89,25 @@ class Runtime:
 
         return self.load(get_backend(name), stages)
 
+    def backend_options(self, backend, method) -> dict:
+        """The backend-specific options (``--adapter``) that ``method`` takes; one given to a
+        backend that has no use for it is an error."""
+        import inspect
+
+        if self.adapter is None:
+            return {}
+        if "adapter" not in inspect.signature(method).parameters:
+            raise VmcError(f"backend {backend.name!r} takes no --adapter", "drop --adapter (it is for animatediff)")
+        return {"adapter": self.adapter}
+
+    def configure(self, backend) -> None:
+        backend.configure(model_path=self.model_path, progress=self.progress,
+                          **self.backend_options(backend, backend.configure))
+
     def load(self, backend, stages: tuple[str, ...], check=None):
         import inspect
 
-        extra = {}
+        extra = self.backend_options(backend, backend.load)
         if check is not None and "check" in inspect.signature(backend.load).parameters:
             extra["check"] = check  # older plugins without it are checked after loading instead
         backend.load(device=resolve_device(self.device), dtype=self.dtype, model_path=self.model_path,
@@ -103,7 +119,8 @@ def tune_clip(clip: str | Path, prompt: str, *, store: ProfileStore, runtime: Ru
               backend_name: str | None = None, name: str | None = None, frames: int | None = None,
               stride: int = 1, start: int | str | None = 0, config: TuneConfig | None = None,
               options: dict | None = None, keep_prompt: bool = False, force: bool = False, crop: str = "center",
-              fps: float | None = None, resume: bool = False, checkpoint_every: int = 50) -> dict:
+              fps: float | None = None, resume: bool = False, checkpoint_every: int = 50,
+              width: int | None = None, height: int | None = None) -> dict:
     """Learn the motion of ``clip`` and store it as a profile. Returns the summary.
 
     ``config`` gives every tuning setting; else ``options`` gives some (None: not given)
@@ -121,11 +138,12 @@ def tune_clip(clip: str | Path, prompt: str, *, store: ProfileStore, runtime: Ru
         return _tune_locked(clip, prompt, tuning_prompt, name, store=store, runtime=runtime,
                             backend_name=backend_name, frames=frames, stride=stride, start=start,
                             config=config, options=options, keep_prompt=keep_prompt, force=force,
-                            crop=crop, fps=fps, resume=resume, checkpoint_every=checkpoint_every)
+                            crop=crop, fps=fps, resume=resume, checkpoint_every=checkpoint_every,
+                            width=width, height=height)
 
 
 def _tune_locked(clip, prompt, tuning_prompt, name, *, store, runtime, backend_name, frames, stride, start,
-                 config, options, keep_prompt, force, crop, fps, resume, checkpoint_every) -> dict:
+                 config, options, keep_prompt, force, crop, fps, resume, checkpoint_every, width, height) -> dict:
     from .checkpoints import Checkpointer, staging_root
     from .plugins import get_backend
 
@@ -140,6 +158,9 @@ def _tune_locked(clip, prompt, tuning_prompt, name, *, store, runtime, backend_n
     backend = get_backend(backend_name)
     given = sorted(k for k in BACKEND_TUNABLE if (options or {}).get(k) is not None)
     config = config or resolve_config(backend.tune_defaults, **(options or {}))
+    runtime.configure(backend)  # sizes from the model's configurations
+    if width is not None or height is not None:
+        backend.set_keyframe_size(width, height)
     source = read_clip(clip, size=(backend.width, backend.height), crop=crop)  # bad input fails before loading
     picked = pick_frames(source, or_default(frames, backend.num_frames), stride, start, fps)
     idx = picked.indexes
@@ -238,6 +259,14 @@ def load_profile(name: str, *, store: ProfileStore, runtime: Runtime, backend_na
 
     backend = runtime.load(get_backend(made_by), stages, check=same_models)  # refused before weights load
     same_models(backend.model_info())
+    recorded = manifest.get("backend", {}).get("models", {})
+    for role, now_info in backend.model_info().items():  # e.g. another SD1.5 base under the same adapter
+        then = recorded.get(role, {})
+        if role != "keyframes" and then.get("id") and (then.get("id"), then.get("revision")) != (
+                now_info.get("id"), now_info.get("revision")):
+            runtime.progress.log(f"note: profile {name!r} was tuned with {role} {then.get('id')}@"
+                                 f"{str(then.get('revision'))[:12]}; this run uses {now_info.get('id')}@"
+                                 f"{str(now_info.get('revision'))[:12]}")
     apply_weights(backend.unet, blend_weights(backend.unet, store.load(name, WEIGHTS, manifest), motion_scale))
     return backend, manifest
 

@@ -32,3 +32,7 @@ MotionScale = Annotated[Optional[float], typer.Option(
     "W0 + S (W - W0) with the base model's W0. 1 is the profile, 0 the untuned model, 0.6-0.8 softens an "
     "over-fitted motion, above 1 exaggerates it. The inversion is made with the same weights. (default: 1)",
     show_default=False)]
+
+Adapter = Annotated[Optional[str], typer.Option(
+    "--adapter", help="animatediff: the MotionAdapter, a hub id or a folder (default "
+    "guoyww/animatediff-motion-adapter-v1-5-2; a profile keeps the one it was tuned with).", show_default=False)]

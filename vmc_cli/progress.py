@@ -68,7 +68,7 @@ class Reporter:
 
     def log(self, message: str) -> None:
         if self._progress is not None:
-            self._progress.console.print(message)
+            self._progress.console.print(message, soft_wrap=True, markup=False, highlight=False)
         elif self.enabled:
             import sys
 

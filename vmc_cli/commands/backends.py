@@ -8,9 +8,13 @@ def backends(as_json: Json = False):
     from ..output import emit_json
     from ..plugins import get_backends
 
-    rows = [{"name": b.name, "description": b.description, "plugin": b.plugin} for b in get_backends().values()]
+    from ..tune_config import describe_defaults
+
+    rows = [{"name": b.name, "description": b.description, "plugin": b.plugin, "tune_defaults": b.tune_defaults,
+             "tuning": describe_defaults(b.tune_defaults)} for b in get_backends().values()]
     if as_json:
         emit_json({"backends": rows})
         return
+    width = max(len(r["name"]) for r in rows)
     for r in rows:
-        print(f"{r['name']:<10} {r['description']}  [{r['plugin']}]")
+        print(f"{r['name']:<{width}}  {r['description']}  [{r['plugin']}]; tuning: {r['tuning']}")

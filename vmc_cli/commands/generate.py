@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import VmcError
-from ..options import Backend, Device, Dtype, Home, Json, ModelPath, MotionScale, Quiet, Strength, Seed
+from ..options import Adapter, Backend, Device, Dtype, Home, Json, ModelPath, MotionScale, Quiet, Strength, Seed
 
 
 def _read_prompts(prompt: str | None, prompt_file: Path | None) -> list[str]:
@@ -121,6 +121,7 @@ def generate(
     device: Device = "auto",
     dtype: Dtype = None,
     model_path: ModelPath = None,
+    adapter: Adapter = None,
     as_json: Json = False,
     quiet: Quiet = False,
 ):
@@ -148,7 +149,7 @@ def generate(
     with progress.session():
         if mine:
             results = run(profile, [prompts[i] for i in mine], [outputs[i] for i in mine], store=ProfileStore(home),
-                          runtime=Runtime(device, dtype, model_path, progress), backend_name=backend, steps=steps,
+                          runtime=Runtime(device, dtype, model_path, progress, adapter), backend_name=backend, steps=steps,
                           guidance=guidance, invert_steps=invert_steps, seed=seed, negative_prompt=negative_prompt,
                           stages=stages, fmt=fmt, init=init, fps=fps, strength=strength,
                           keyframe_outputs=[keyframes[i] for i in mine] if keyframes else None,

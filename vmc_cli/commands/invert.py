@@ -4,7 +4,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..options import Backend, Device, Dtype, Home, Json, ModelPath, MotionScale, Quiet, Strength
+from ..options import Adapter, Backend, Device, Dtype, Home, Json, ModelPath, MotionScale, Quiet, Strength
 
 
 def invert(
@@ -18,6 +18,7 @@ def invert(
     device: Device = "auto",
     dtype: Dtype = None,
     model_path: ModelPath = None,
+    adapter: Adapter = None,
     as_json: Json = False,
     quiet: Quiet = False,
 ):
@@ -31,7 +32,7 @@ def invert(
 
     progress = reporter(as_json, quiet)
     with progress.session():
-        result = invert_profile(profile, store=ProfileStore(home), runtime=Runtime(device, dtype, model_path, progress),
+        result = invert_profile(profile, store=ProfileStore(home), runtime=Runtime(device, dtype, model_path, progress, adapter),
                                 steps=steps, backend_name=backend, strength=strength,
                                 motion_scale=motion_scale)
     if as_json:

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import VmcError
-from ..options import Backend, Device, Dtype, Home, Json, ModelPath, Quiet, Seed
+from ..options import Adapter, Backend, Device, Dtype, Home, Json, ModelPath, Quiet, Seed
 
 
 def parse_timesteps(text: str | None) -> tuple[int, int] | None:
@@ -49,6 +49,11 @@ def tune(
     fps: Annotated[Optional[float], typer.Option(
         "--fps", help="Resample the clip to this many frames per second first, on its own time axis "
         "(--fps 4 --frames 8: two seconds of motion). Videos only.", show_default=False)] = None,
+    width: Annotated[Optional[int], typer.Option(
+        "--width", help="Key-frame width in pixels (latent backends: a multiple of 64; default: the model's).",
+        show_default=False)] = None,
+    height: Annotated[Optional[int], typer.Option(
+        "--height", help="Key-frame height in pixels (default: the model's).", show_default=False)] = None,
     crop: Annotated[str, typer.Option(
         "--crop", help="center: crop to the key-frame aspect, then resize; none: resize the whole frame "
         "(squashing it, as the paper's code does).")] = "center",
@@ -84,6 +89,7 @@ def tune(
     device: Device = "auto",
     dtype: Dtype = None,
     model_path: ModelPath = None,
+    adapter: Adapter = None,
     as_json: Json = False,
     quiet: Quiet = False,
 ):
@@ -102,10 +108,10 @@ def tune(
     progress = reporter(as_json, quiet)
     store = ProfileStore(home)
     with progress.session():
-        result = tune_clip(clip, prompt, store=store, runtime=Runtime(device, dtype, model_path, progress),
+        result = tune_clip(clip, prompt, store=store, runtime=Runtime(device, dtype, model_path, progress, adapter),
                            backend_name=backend, name=name, frames=frames, stride=stride,
                            start=start, options=options, keep_prompt=keep_prompt, force=force, crop=crop, fps=fps,
-                           resume=resume, checkpoint_every=checkpoint_every)
+                           resume=resume, checkpoint_every=checkpoint_every, width=width, height=height)
     if as_json:
         emit_json(result)
     else:

@@ -1,0 +1,158 @@
+"""The ``animatediff`` backend: an SD1.5-family base plus a MotionAdapter, joined into
+diffusers' ``UNetMotionModel``.
+
+- Base (``--model-path``): a folder in the hub's layout or a hub id holding ``unet/``
+  (``UNet2DConditionModel``), ``vae/``, ``text_encoder/``, ``tokenizer/``, ``scheduler/``;
+  default ``stable-diffusion-v1-5/stable-diffusion-v1-5`` at ``VMC_ANIMATEDIFF_BASE_REVISION``
+  (default ``main``). A folder written by ``AnimateDiffPipeline.save_pretrained`` also
+  works: its ``unet/`` is already a ``UNetMotionModel`` and its adapter is the one in
+  ``motion_adapter/`` (or, without that folder, the motion modules inside the UNet).
+- Adapter (``--adapter``): a ``MotionAdapter`` folder or hub id; default
+  ``guoyww/animatediff-motion-adapter-v1-5-2`` at ``VMC_ANIMATEDIFF_ADAPTER_REVISION``.
+- The temporal attention VMC tunes is the motion modules' attention
+  (``motion_modules``; q/k/v by default).
+
+A profile records both (``models.keyframes`` is the adapter, ``models.base`` the base).
+It generates with another base (``vmc generate P --model-path OTHER_BASE``, as people
+use motion LoRAs with their own checkpoints: a one-line note says so), but not with
+another adapter: the tuned weights belong to that adapter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from vmc_cli.errors import VmcError
+from vmc_cli.repos import RepoSpec, config_hash, missing_files, resolve_all
+from vmc_latent import LatentVideoBackend, is_hub_id
+
+DEFAULT_BASE = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+DEFAULT_ADAPTER = "guoyww/animatediff-motion-adapter-v1-5-2"
+BASE_COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+BASE_WEIGHTED = ("unet", "vae", "text_encoder")
+
+
+def base_spec(repo_id: str) -> RepoSpec:
+    return RepoSpec("base", repo_id, BASE_COMPONENTS, BASE_WEIGHTED, "the Stable Diffusion 1.5 base")
+
+
+def adapter_spec(repo_id: str) -> RepoSpec:
+    return RepoSpec("keyframes", repo_id, ("",), ("",), "the AnimateDiff motion adapter", index_file="config.json")
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+class AnimateDiffBackend(LatentVideoBackend):
+    env_prefix = "ANIMATEDIFF"
+    temporal_attention_marker = "motion_modules"
+    num_frames, width, height = 16, 512, 512
+    fps = 8.0
+    defaults = {"invert_steps": 50, "sample_steps": 50, "guidance": 7.5, "negative_prompt": ""}
+
+    def unet_forward(self, x, t, text):
+        # UNetMotionModel runs its 2D layers on batch x frames images and, unlike
+        # UNet3DConditionModel, expects the text embeddings already repeated per frame
+        # (as AnimateDiffPipeline does).
+        text = text.repeat_interleave(x.shape[2], dim=0)
+        return self.unet(x, t, encoder_hidden_states=text).sample
+
+    def _hub(self, spec: RepoSpec, revision_env: str, log):
+        found = resolve_all([spec], {spec.role: os.environ.get(revision_env, "main")}, None,
+                            "fp16" if _cuda() else None, log, family="AnimateDiff", path_env=None,
+                            revisions_env=revision_env)[spec.role]
+        return found.folder, found.info()
+
+    def locate(self, model_path: str | None, adapter: str | None, log):
+        """(base folder, base info, adapter folder or None, adapter info, joined)."""
+        base = model_path or os.environ.get("VMC_ANIMATEDIFF_BASE") or DEFAULT_BASE
+        wanted_adapter = adapter or os.environ.get("VMC_ANIMATEDIFF_ADAPTER") or DEFAULT_ADAPTER
+        if is_hub_id(str(base)) and is_hub_id(str(wanted_adapter)):  # one error naming both when missing
+            found = resolve_all([base_spec(str(base)), adapter_spec(str(wanted_adapter))],
+                                {"base": os.environ.get("VMC_ANIMATEDIFF_BASE_REVISION", "main"),
+                                 "keyframes": os.environ.get("VMC_ANIMATEDIFF_ADAPTER_REVISION", "main")},
+                                None, "fp16" if _cuda() else None, log, family="AnimateDiff", path_env=None,
+                                revisions_env="VMC_ANIMATEDIFF_BASE_REVISION / VMC_ANIMATEDIFF_ADAPTER_REVISION")
+            return (found["base"].folder, found["base"].info(), found["keyframes"].folder,
+                    found["keyframes"].info(), False)
+        if is_hub_id(str(base)):
+            base_folder, base_info = self._hub(base_spec(str(base)), "VMC_ANIMATEDIFF_BASE_REVISION", log)
+        else:
+            base_folder = Path(base).expanduser()
+            lacks = missing_files(base_folder, base_spec(base_folder.name), need_index=False)
+            if lacks:
+                raise VmcError(f"{base_folder} is not a Stable Diffusion 1.5 folder in the hub's layout "
+                               f"(lacks {', '.join(lacks[:4])})",
+                               "pass a base folder or hub id, or a folder AnimateDiffPipeline.save_pretrained wrote")
+            base_info = {"id": str(base_folder.resolve()), "revision": config_hash(base_folder, base_spec("x")),
+                         "source": "local"}
+        unet_class = json.loads((base_folder / "unet" / "config.json").read_text()).get("_class_name")
+        joined = unet_class == "UNetMotionModel"
+        if adapter is None and joined:  # the pipeline folder's own adapter
+            inner = base_folder / "motion_adapter"
+            if (inner / "config.json").is_file():
+                return base_folder, base_info, inner, {"id": str(inner.resolve()),
+                                                        "revision": config_hash(inner, adapter_spec("x")),
+                                                        "source": "local"}, True
+            spec = RepoSpec("keyframes", "x", ("unet",), ("unet",), "motion modules")
+            return base_folder, base_info, None, {"id": f"{base_info['id']}#unet",
+                                                  "revision": config_hash(base_folder, spec), "source": "local"}, True
+        adapter = wanted_adapter
+        if is_hub_id(str(adapter)):
+            folder, info = self._hub(adapter_spec(str(adapter)), "VMC_ANIMATEDIFF_ADAPTER_REVISION", log)
+        else:
+            folder = Path(adapter).expanduser()
+            if not (folder / "config.json").is_file():
+                raise VmcError(f"--adapter {folder} is not a MotionAdapter folder (no config.json)",
+                               f"pass a folder MotionAdapter.save_pretrained wrote, or a hub id such as {DEFAULT_ADAPTER}")
+            info = {"id": str(folder.resolve()), "revision": config_hash(folder, adapter_spec("x")), "source": "local"}
+        return base_folder, base_info, folder, info, joined
+
+    def configure(self, *, model_path=None, progress=None, adapter=None) -> None:
+        key = (model_path, adapter)
+        if getattr(self, "_located", None) is not None and self._located[0] == key:
+            return
+        log = progress.log if progress is not None else (lambda m: None)
+        base_folder, base_info, adapter_folder, adapter_info, joined = self.locate(model_path, adapter, log)
+        self._located = (key, base_folder, adapter_folder, joined)
+        self._info = {"keyframes": adapter_info, "base": base_info}
+        unet = json.loads((base_folder / "unet" / "config.json").read_text())
+        vae = json.loads((base_folder / "vae" / "config.json").read_text())
+        side = int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
+        self.num_frames, self.width, self.height = 16, side, side
+
+    def load(self, *, device="cpu", dtype=None, model_path=None, stages=("keyframes",), progress=None, check=None,
+             adapter=None):
+        import torch
+        from diffusers import MotionAdapter, UNet2DConditionModel, UNetMotionModel
+
+        from vmc_cli.backend import torch_dtype
+
+        self.expand_stages(tuple(stages))
+        if self._unet is not None:
+            return
+        self.device = torch.device(device)
+        self.dtype = torch_dtype(dtype, self.device.type, half_on_cuda=True)
+        self.speed_switches()
+        self.configure(model_path=model_path, progress=progress, adapter=adapter)
+        if check is not None:
+            check(self.model_info())
+        _, base_folder, adapter_folder, joined = self._located
+
+        def unet_loader(folder, dt):
+            if joined and adapter_folder is None or joined and adapter_folder == base_folder / "motion_adapter":
+                return UNetMotionModel.from_pretrained(folder, subfolder="unet", torch_dtype=dt)
+            motion = MotionAdapter.from_pretrained(adapter_folder, torch_dtype=dt)
+            if joined:  # a pipeline folder with another adapter: its 2D parts, the given motion modules
+                base = UNetMotionModel.from_pretrained(folder, subfolder="unet", torch_dtype=dt)
+                base.load_motion_modules(motion)
+                return base
+            unet2d = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", torch_dtype=dt)
+            return UNetMotionModel.from_unet2d(unet2d, motion).to(dt)
+
+        self.load_parts(base_folder, dtype=self.dtype, unet_loader=unet_loader)

@@ -1,0 +1,229 @@
+"""What the latent-space backends (``zeroscope``, ``animatediff``) share: a diffusers video
+UNet over VAE latents, a CLIP text encoder, files from the hub or a local folder.
+
+Not a plugin itself. The method (tuning, inversion, sampling) stays in ``vmc_cli``; this
+class only maps clips to latents and back, encodes prompts and predicts epsilon.
+
+- Clips: ``frames_to_model`` encodes each frame with the VAE (the mean of its latent
+  distribution, times the VAE's scaling factor) into (1, 4, F, h, w); ``model_to_frames``
+  decodes a few frames at a time (``decode_chunk``) to bound memory.
+- Prediction: epsilon; a v-prediction model's output is converted exactly
+  (eps = sqrt(abar) v + sqrt(1 - abar) x_t).
+- Memory: float16 by default on CUDA (the tuned temporal q/k/v kept in float32 as master
+  weights, the UNet under autocast), SDPA attention (diffusers' default processors),
+  ``VMC_<NAME>_OFFLOAD=1`` keeps the text encoder and the VAE in CPU memory while the UNet
+  runs (accelerate's ``cpu_offload``), ``VMC_<NAME>_GRADIENT_CHECKPOINTING=1`` checkpoints
+  the UNet's activations while tuning.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from vmc_cli.backend import Backend
+from vmc_cli.errors import VmcError
+
+
+def flag(name: str) -> bool:
+    value = os.environ.get(name, "0").strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    raise VmcError(f"{name}={value!r} is not a yes/no value", f"set {name}=1 or {name}=0")
+
+
+def checkpoint_blocks(unet) -> None:
+    """Activation checkpointing for a UNet whose class has none: each down, mid and up block
+    runs under ``torch.utils.checkpoint`` while training (recomputed in the backward pass),
+    as it is; ``unet.is_gradient_checkpointing`` then reports it."""
+    import functools
+
+    import torch
+    from torch.utils.checkpoint import checkpoint
+
+    blocks = [*unet.down_blocks, *([unet.mid_block] if unet.mid_block is not None else []), *unet.up_blocks]
+    for block in blocks:
+        forward = block.forward
+
+        @functools.wraps(forward)
+        def run(*args, _forward=forward, _block=block, **kwargs):
+            if _block.training and torch.is_grad_enabled():
+                return checkpoint(_forward, *args, use_reentrant=False, **kwargs)
+            return _forward(*args, **kwargs)
+
+        block.forward = run
+        block.gradient_checkpointing = True
+
+
+def is_hub_id(text: str) -> bool:
+    """'owner/name' that is not an existing path."""
+    parts = text.split("/")
+    return len(parts) == 2 and all(parts) and not Path(text).exists() and not text.startswith((".", "~"))
+
+
+class LatentVideoBackend(Backend):
+    """A key-frame model over VAE latents. Subclasses load ``_unet``, ``_vae``, ``_text_encoder``,
+    ``_tokenizer`` and ``_scheduler_config`` (see ``load_parts``)."""
+
+    #: environment prefix for the speed switches (VMC_<PREFIX>_OFFLOAD, ..._GRADIENT_CHECKPOINTING)
+    env_prefix = "LATENT"
+    #: frames decoded by the VAE at once
+    decode_chunk = 4
+    #: key-frame sizes must be multiples of this (VAE factor x UNet downsampling)
+    size_multiple = 64
+    defaults: dict[str, Any] = {"invert_steps": 50, "sample_steps": 50, "guidance": 9.0, "negative_prompt": ""}
+
+    def __init__(self):
+        import torch
+
+        self._unet = None
+        self._vae = None
+        self._text_encoder = None
+        self._tokenizer = None
+        self._scheduler_config: dict | None = None
+        self._embeddings: dict[str, Any] = {}
+        self._info: dict[str, dict] = {}
+        self.device = torch.device("cpu")
+        self.dtype = torch.float32
+        self.offload = False
+        self.gradient_checkpointing = False
+
+    # -- loading ---------------------------------------------------------------
+    def speed_switches(self) -> None:
+        self.offload = flag(f"VMC_{self.env_prefix}_OFFLOAD")
+        self.gradient_checkpointing = flag(f"VMC_{self.env_prefix}_GRADIENT_CHECKPOINTING")
+
+    def load_parts(self, folder: Path, *, unet_loader, dtype, text_folder: Path | None = None) -> None:
+        """UNet (``unet_loader(folder, dtype)``), VAE, CLIP text encoder and tokenizer, and the
+        scheduler config, from a folder in the hub's layout."""
+        import json
+
+        import torch
+        from diffusers import AutoencoderKL
+        from transformers import CLIPTextModel, CLIPTokenizer
+
+        from vmc_show1.stages import no_progress_bars, quiet_libraries
+
+        text_folder = text_folder or folder
+        with quiet_libraries(), no_progress_bars():
+            self._unet = unet_loader(folder, dtype).eval().requires_grad_(False)
+            self._vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=dtype).eval()
+            self._text_encoder = CLIPTextModel.from_pretrained(text_folder / "text_encoder", dtype=dtype).eval()
+            self._tokenizer = CLIPTokenizer.from_pretrained(text_folder / "tokenizer")
+        self._vae.requires_grad_(False)
+        self._text_encoder.requires_grad_(False)
+        self._scheduler_config = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
+        if dtype != torch.float32:
+            # fp32 master weights for what tuning trains (the temporal q/k/v); the UNet runs
+            # under autocast, so the half-precision layers and these meet in the half dtype
+            for name, module in self._unet.named_modules():
+                if self.temporal_attention_marker in name and name.rsplit(".", 1)[-1] in ("to_q", "to_k", "to_v"):
+                    module.to(torch.float32)
+        if self.gradient_checkpointing:
+            if getattr(self._unet, "_supports_gradient_checkpointing", False):
+                self._unet.enable_gradient_checkpointing()
+            else:  # diffusers' UNet3DConditionModel does not offer it: checkpoint each block
+                checkpoint_blocks(self._unet)
+        self._unet.to(self.device)
+        if self.offload and self.device.type == "cuda":
+            from accelerate import cpu_offload
+
+            for module in (self._vae, self._text_encoder):
+                cpu_offload(module, execution_device=self.device)
+        else:
+            self._vae.to(self.device)
+            self._text_encoder.to(self.device)
+        self._embeddings.clear()
+
+    def model_info(self) -> dict[str, dict[str, str]]:
+        return dict(self._info)
+
+    # -- key-frame model -----------------------------------------------------------
+    @property
+    def unet(self):
+        if self._unet is None:
+            raise RuntimeError("call load() first")
+        return self._unet
+
+    def encode_prompts(self, prompts: list[str]):
+        import torch
+
+        missing = [p for p in dict.fromkeys(prompts) if p not in self._embeddings]
+        if missing:
+            if self._text_encoder is None:
+                raise RuntimeError("the text encoder was released; encode every prompt first")
+            ids = self._tokenizer(missing, padding="max_length", max_length=self._tokenizer.model_max_length,
+                                  truncation=True, return_tensors="pt").input_ids
+            with torch.no_grad():
+                states = self._text_encoder(input_ids=ids.to(self.device)).last_hidden_state
+            for p, s in zip(missing, states):
+                self._embeddings[p] = s.to(self.device, self.dtype)
+        return torch.stack([self._embeddings[p] for p in prompts])
+
+    def release_text_encoder(self) -> None:
+        self._text_encoder = None
+
+    def noise_scheduler_config(self) -> dict:
+        if self._scheduler_config is None:
+            raise RuntimeError("call load() first")
+        return dict(self._scheduler_config)
+
+    def unet_forward(self, x, t, text):
+        return self.unet(x, t, encoder_hidden_states=text).sample
+
+    def predict_noise(self, x, t, text):
+        import torch
+
+        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
+            out = self.unet_forward(x.to(self.dtype), t, text.to(self.dtype))
+        if self._scheduler_config.get("prediction_type", "epsilon") == "v_prediction":
+            from diffusers import DDPMScheduler
+
+            abar = DDPMScheduler.from_config(self._scheduler_config).alphas_cumprod.to(x.device, torch.float32)
+            a = abar[t.long()].view(-1, *([1] * (x.dim() - 1)))
+            out = (a.sqrt() * out.float() + (1 - a).sqrt() * x.float()).to(out.dtype)
+        return out
+
+    # -- clips -----------------------------------------------------------------------
+    @property
+    def vae_scale(self) -> int:
+        return 2 ** (len(self._vae.config.block_out_channels) - 1)
+
+    def frames_to_model(self, frames):
+        """(F, H, W, 3) uint8 -> (1, C, F, H/8, W/8) latents (VAE mean x scaling factor)."""
+        import numpy as np
+        import torch
+
+        x = torch.from_numpy(np.ascontiguousarray(frames)).to(torch.float32).permute(0, 3, 1, 2) / 127.5 - 1
+        vae = self._vae
+        out = []
+        with torch.no_grad():
+            for chunk in x.split(self.decode_chunk):
+                dist = vae.encode(chunk.to(self.device, vae.dtype)).latent_dist
+                out.append(dist.mean * vae.config.scaling_factor)
+        z = torch.cat(out)  # (F, C, h, w)
+        return z.permute(1, 0, 2, 3)[None].to(self.device, self.dtype)
+
+    def model_to_frames(self, x):
+        """(1, C, F, h, w) latents -> (F, H, W, 3) uint8, a few frames at a time."""
+        import torch
+
+        vae = self._vae
+        z = x[0].permute(1, 0, 2, 3)  # (F, C, h, w)
+        out = []
+        with torch.no_grad():
+            for chunk in z.split(self.decode_chunk):
+                img = vae.decode((chunk / vae.config.scaling_factor).to(self.device, vae.dtype)).sample
+                out.append(((img.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu())
+        return torch.cat(out).permute(0, 2, 3, 1).numpy()
+
+    def set_keyframe_size(self, width: int | None, height: int | None) -> None:
+        width, height = width or self.width, height or self.height
+        m = self.size_multiple
+        if width % m or height % m or width <= 0 or height <= 0:
+            raise VmcError(f"--width {width} --height {height}: the {self.name} backend needs multiples of {m}",
+                           f"e.g. --width {max(m, round(width / m) * m)} --height {max(m, round(height / m) * m)}")
+        self.width, self.height = width, height

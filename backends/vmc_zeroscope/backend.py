@@ -1,0 +1,107 @@
+"""The ``zeroscope`` backend: ModelScope's text-to-video UNet (ZeroScope fine-tunes) from diffusers.
+
+Models, part by part (diffusers' model classes, not the pipeline): ``UNet3DConditionModel``
+(``unet/``), ``AutoencoderKL`` (``vae/``), ``CLIPTextModel`` and ``CLIPTokenizer``
+(``text_encoder/``, ``tokenizer/``) and the scheduler config (``scheduler/``), from
+
+- ``--model-path FOLDER``: a folder in the hub's layout (what
+  ``TextToVideoSDPipeline.save_pretrained`` writes); its revision is a hash of its
+  configuration files;
+- ``--model-path OWNER/NAME`` or, by default, ``cerspense/zeroscope_v2_576w``: the hub
+  repository at ``VMC_ZEROSCOPE_REVISION`` (default ``main``; the commit found is what the
+  profile records), from the cache, or downloaded when the hub can be reached.
+
+Key-frames: 24 at 576x320 for ZeroScope, 16 at 256x256 for ModelScope 1.7b; for another
+folder the UNet's ``sample_size`` times the VAE's factor, square, and 16 frames;
+``vmc tune --width/--height/--frames`` override them. The temporal attention VMC tunes is
+``temp_attentions`` (q/k/v by default).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from vmc_cli.errors import VmcError
+from vmc_cli.repos import RepoSpec, config_hash, missing_files, resolve_all
+from vmc_latent import LatentVideoBackend, is_hub_id
+
+DEFAULT_ID = "cerspense/zeroscope_v2_576w"
+#: known repositories: (frames, width, height) of their key-frames
+KNOWN = {
+    "cerspense/zeroscope_v2_576w": (24, 576, 320),
+    "damo-vilab/text-to-video-ms-1.7b": (16, 256, 256),
+}
+COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+WEIGHTED = ("unet", "vae", "text_encoder")
+
+
+def spec(repo_id: str) -> RepoSpec:
+    return RepoSpec("keyframes", repo_id, COMPONENTS, WEIGHTED, "the text-to-video UNet, its VAE and text encoder")
+
+
+class ZeroScopeBackend(LatentVideoBackend):
+    env_prefix = "ZEROSCOPE"
+    num_frames, width, height = KNOWN[DEFAULT_ID]
+    fps = 8.0
+
+    def locate(self, model_path: str | None, log) -> tuple[Path, dict]:
+        """The model folder and its ``{"id", "revision", "source"}``."""
+        source = model_path or os.environ.get("VMC_ZEROSCOPE_MODEL") or DEFAULT_ID
+        if not is_hub_id(str(source)):
+            folder = Path(source).expanduser()
+            lacks = missing_files(folder, spec(folder.name), need_index=False)
+            if lacks:
+                raise VmcError(f"{folder} is not a ZeroScope/ModelScope folder in the hub's layout "
+                               f"(lacks {', '.join(lacks[:4])})",
+                               "pass the folder TextToVideoSDPipeline.save_pretrained wrote, or a hub id")
+            return folder, {"id": str(folder.resolve()), "revision": config_hash(folder, spec(folder.name)),
+                            "source": "local"}
+        revision = os.environ.get("VMC_ZEROSCOPE_REVISION", "main")
+        found = resolve_all([spec(str(source))], {"keyframes": revision}, None,
+                            "fp16" if _cuda() else None, log,
+                            family="ZeroScope", path_env=None, revisions_env="VMC_ZEROSCOPE_REVISION")["keyframes"]
+        return found.folder, found.info()
+
+    def configure(self, *, model_path=None, progress=None) -> None:
+        """Find the model files and set the key-frame size and count from their configs
+        (no weights are read), so that a clip can be read at the right size before loading."""
+        import json
+
+        if getattr(self, "_folder", None) is not None and self._model_path == model_path:
+            return
+        log = progress.log if progress is not None else (lambda m: None)
+        folder, info = self.locate(model_path, log)
+        self._folder, self._model_path, self._info = folder, model_path, {"keyframes": info}
+        known = KNOWN.get(info["id"]) if info["source"] == "hub" else None
+        if known:
+            self.num_frames, self.width, self.height = known
+        else:
+            unet = json.loads((folder / "unet" / "config.json").read_text())
+            vae = json.loads((folder / "vae" / "config.json").read_text())
+            side = int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
+            self.num_frames, self.width, self.height = 16, side, side
+
+    def load(self, *, device="cpu", dtype=None, model_path=None, stages=("keyframes",), progress=None, check=None):
+        import torch
+        from diffusers import UNet3DConditionModel
+
+        from vmc_cli.backend import torch_dtype
+
+        self.expand_stages(tuple(stages))
+        if self._unet is not None:
+            return
+        self.device = torch.device(device)
+        self.dtype = torch_dtype(dtype, self.device.type, half_on_cuda=True)
+        self.speed_switches()
+        self.configure(model_path=model_path, progress=progress)
+        if check is not None:
+            check(self.model_info())
+        self.load_parts(self._folder, dtype=self.dtype, unet_loader=lambda f, dt: UNet3DConditionModel.from_pretrained(
+            f, subfolder="unet", torch_dtype=dt))
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()

@@ -1,0 +1,287 @@
+"""The ``zeroscope`` and ``animatediff`` backends on tiny random-weight models.
+
+The components are built from inline configurations (a few channels, 2 blocks, a small
+CLIP text model with a tokenizer written offline, as diffusers' own tests do), saved with
+``save_pretrained`` into the hub's layout, and driven through the real CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from vmc_cli.inversion import ddim_invert
+from vmc_cli.profiles import ProfileStore
+from vmc_cli.sampling import ddim_sample
+from vmc_cli.tuning import TuneConfig, select_parameters, tune
+from vmc_cli.video import read_frames
+
+SCHEDULER = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                 clip_sample=False, set_alpha_to_one=False, steps_offset=1, prediction_type="epsilon")
+FAST = ("--steps", "2", "--invert-steps", "2")
+
+
+def _text(tiny_clip_dir, seed):
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    tok = CLIPTokenizer.from_pretrained(str(tiny_clip_dir))
+    torch.manual_seed(seed)
+    te = CLIPTextModel(CLIPTextConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+                                      num_attention_heads=4, max_position_embeddings=tok.model_max_length,
+                                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)).eval()
+    return te, tok
+
+
+def _vae(seed):
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(seed)
+    return AutoencoderKL(block_out_channels=[32, 64], in_channels=3, out_channels=3, latent_channels=4,
+                         down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2,
+                         norm_num_groups=32, sample_size=32)
+
+
+@pytest.fixture(scope="session")
+def zeroscope_folder(tmp_path_factory, tiny_clip_dir):
+    """What ``TextToVideoSDPipeline.save_pretrained`` writes, for a tiny random model (32x32 frames)."""
+    from diffusers import DDIMScheduler, TextToVideoSDPipeline, UNet3DConditionModel
+
+    te, tok = _text(tiny_clip_dir, 1)
+    torch.manual_seed(0)
+    unet = UNet3DConditionModel(block_out_channels=(32, 64), layers_per_block=1, sample_size=16, in_channels=4,
+                                out_channels=4, down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
+                                up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"), cross_attention_dim=32,
+                                attention_head_dim=8, norm_num_groups=32)
+    folder = tmp_path_factory.mktemp("zeroscope") / "tiny-zeroscope"
+    TextToVideoSDPipeline(vae=_vae(2), text_encoder=te, tokenizer=tok, unet=unet,
+                          scheduler=DDIMScheduler(**SCHEDULER)).save_pretrained(folder)
+    return folder
+
+
+def _unet2d(seed):
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(seed)
+    return UNet2DConditionModel(block_out_channels=(32, 64), layers_per_block=2, sample_size=16, in_channels=4,
+                                out_channels=4, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
+                                norm_num_groups=2)
+
+
+def _adapter(seed):
+    from diffusers import MotionAdapter
+
+    torch.manual_seed(seed)
+    return MotionAdapter(block_out_channels=(32, 64), motion_layers_per_block=2, motion_norm_num_groups=2,
+                         motion_num_attention_heads=4)
+
+
+@pytest.fixture(scope="session")
+def animatediff_folders(tmp_path_factory, tiny_clip_dir):
+    """Two SD1.5-layout bases (different weights), two adapters, and an AnimateDiffPipeline folder."""
+    from diffusers import AnimateDiffPipeline, DDIMScheduler, StableDiffusionPipeline
+
+    root = tmp_path_factory.mktemp("animatediff")
+    folders = {}
+    for name, seed in (("base_a", 10), ("base_b", 20)):
+        te, tok = _text(tiny_clip_dir, seed)
+        StableDiffusionPipeline(vae=_vae(seed + 1), text_encoder=te, tokenizer=tok, unet=_unet2d(seed + 2),
+                                scheduler=DDIMScheduler(**SCHEDULER), safety_checker=None, feature_extractor=None,
+                                requires_safety_checker=False).save_pretrained(root / name)
+        folders[name] = root / name
+    for name, seed in (("adapter_1", 30), ("adapter_2", 40)):
+        _adapter(seed).save_pretrained(root / name)
+        folders[name] = root / name
+    te, tok = _text(tiny_clip_dir, 50)
+    AnimateDiffPipeline(vae=_vae(51), text_encoder=te, tokenizer=tok, unet=_unet2d(52), motion_adapter=_adapter(53),
+                        scheduler=DDIMScheduler(**SCHEDULER)).save_pretrained(root / "pipeline")
+    folders["pipeline"] = root / "pipeline"
+    return folders
+
+
+def loaded(name, **load):
+    from vmc_cli.plugins import get_backend
+
+    backend = get_backend(name)
+    backend.load(device="cpu", **load)
+    return backend
+
+
+# -- zeroscope ---------------------------------------------------------------------------------
+def test_zeroscope_through_the_cli(run_cli, clip_path, zeroscope_folder, tmp_path, vmc_home):
+    r = run_cli("tune", clip_path, "-p", "a disc", "--backend", "zeroscope", "--model-path", zeroscope_folder,
+                "--frames", "8", "--steps", "2", "--name", "z", "--json")
+    assert r.code == 0, r
+    store = ProfileStore()
+    clip = store.load("z", "clip.safetensors")["clip"]
+    assert clip.shape == (1, 4, 8, 16, 16)  # VAE latents of 8 frames of 32x32: the VAE is in the path
+    manifest = store.manifest("z")
+    assert manifest["backend"]["models"]["keyframes"]["source"] == "local"
+    assert manifest["source"]["size"] == [32, 32]  # sample_size 16 x the VAE's factor 2
+    weights = store.load("z", "weights.safetensors")
+    assert weights and all("temp_attentions" in k and any(p in k for p in ("to_q", "to_k", "to_v")) for k in weights)
+    r = run_cli("generate", "z", "-p", "a red cube", "-o", tmp_path / "z.mp4", "--model-path", zeroscope_folder, *FAST)
+    assert r.code == 0, r
+    assert read_frames(tmp_path / "z.mp4").shape == (8, 32, 32, 3)
+    assert "inversion" in store.manifest("z")
+
+
+@pytest.mark.parametrize("name", ["zeroscope", "animatediff"])
+def test_only_the_temporal_qkv_change(name, zeroscope_folder, animatediff_folders, clip_path):
+    """Tuning through the core's loop moves every temporal q/k/v and leaves every other
+    parameter bit-identical."""
+    if name == "zeroscope":
+        backend, fresh = loaded(name, model_path=str(zeroscope_folder)), loaded(name, model_path=str(zeroscope_folder))
+    else:
+        paths = dict(model_path=str(animatediff_folders["base_a"]), adapter=str(animatediff_folders["adapter_1"]))
+        backend, fresh = loaded(name, **paths), loaded(name, **paths)
+    frames = read_frames(clip_path)[:8]
+    import cv2
+
+    frames = np.stack([cv2.resize(f, (backend.width, backend.height)) for f in frames])
+    x = backend.frames_to_model(frames)
+    text = backend.encode_prompts(["a disc"])
+    targets = set(select_parameters(backend.unet, "qkv", backend.temporal_attention_marker))
+    assert targets and all(backend.temporal_attention_marker in k for k in targets)
+    tune(backend, x, text, TuneConfig(steps=2, lr=1e-2, weight_decay=0.0))
+    before, after = fresh.unet.state_dict(), backend.unet.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed == targets
+
+
+def test_latent_round_trip_with_an_exact_denoiser(zeroscope_folder, clip_path):
+    """DDIM inversion and sampling with the backend's own schedulers in latent space: with the
+    exact denoiser of a point mass at the clip's latents, sampling the inverted noise gives the
+    latents back, and decoding them the same frames."""
+    backend = loaded("zeroscope", model_path=str(zeroscope_folder))
+    import cv2
+
+    frames = np.stack([cv2.resize(f, (32, 32)) for f in read_frames(clip_path)[:8]])
+    z = backend.frames_to_model(frames).double()
+    abar = torch.tensor(np.asarray(__import__("diffusers").DDPMScheduler.from_config(SCHEDULER).alphas_cumprod),
+                        dtype=torch.float64)  # from the config, not from the backend
+
+    def exact(x, t):
+        a = abar[t.long()].view(-1, 1, 1, 1, 1)
+        return (x - a.sqrt() * z) / (1 - a).sqrt()
+
+    # ModelScope's own schedule (set_alpha_to_one false): DDIM's first inversion step reads
+    # the clean latents at abar[0] < 1, a small known error of every DDIM inversion with it.
+    noise = ddim_invert(exact, backend.inversion_scheduler(), z, 25)
+    assert (noise - z).abs().max() > 0.5 * z.abs().max()  # it really moved away from the latents
+    back = ddim_sample(exact, backend.sampling_scheduler(), noise, 25)
+    assert (back - z).abs().max() < 0.03 * z.abs().max()
+    # With the clean end of the schedule at abar = 1 the round trip is exact.
+    backend._scheduler_config["set_alpha_to_one"] = True
+    noise = ddim_invert(exact, backend.inversion_scheduler(), z, 25)
+    back = ddim_sample(exact, backend.sampling_scheduler(), noise, 25)
+    assert torch.allclose(back, z, atol=1e-9)
+    assert np.array_equal(backend.model_to_frames(back.float()), backend.model_to_frames(z.float()))
+
+
+def test_gradient_checkpointing_takes_effect(zeroscope_folder, monkeypatch):
+    """With VMC_ZEROSCOPE_GRADIENT_CHECKPOINTING=1 the UNet recomputes its blocks during the
+    backward pass (a block's forward runs twice per step) and the gradients stay the same."""
+    def one_step(flag):
+        monkeypatch.setenv("VMC_ZEROSCOPE_GRADIENT_CHECKPOINTING", flag)
+        backend = loaded("zeroscope", model_path=str(zeroscope_folder))
+        block = backend.unet.down_blocks[0].temp_attentions[0]
+        calls = []
+        block.register_forward_hook(lambda *a: calls.append(1))
+        torch.manual_seed(0)
+        x = torch.randn(1, 4, 4, 16, 16)
+        text = backend.encode_prompts(["a disc"])
+        backend.unet.train()
+        q = select_parameters(backend.unet, "qkv", "temp_attentions")
+        for p in q.values():
+            p.requires_grad_(True)
+        backend.predict_noise(x, torch.tensor([500]), text).pow(2).mean().backward()
+        return len(calls), backend.unet.is_gradient_checkpointing, {k: p.grad.clone() for k, p in q.items()}
+
+    plain_calls, plain_on, plain_grads = one_step("0")
+    ckpt_calls, ckpt_on, ckpt_grads = one_step("1")
+    assert (plain_on, ckpt_on) == (False, True)
+    assert ckpt_calls == 2 * plain_calls
+    assert all(torch.allclose(plain_grads[k], ckpt_grads[k], atol=1e-6) for k in plain_grads)
+
+
+# -- animatediff --------------------------------------------------------------------------------
+def test_animatediff_profiles_move_across_bases_but_not_adapters(run_cli, clip_path, animatediff_folders, tmp_path):
+    f = animatediff_folders
+    r = run_cli("tune", clip_path, "-p", "a disc", "--backend", "animatediff", "--model-path", f["base_a"],
+                "--adapter", f["adapter_1"], "--frames", "8", "--steps", "2", "--name", "a")
+    assert r.code == 0, r
+    models = ProfileStore().manifest("a")["backend"]["models"]
+    assert models["keyframes"]["id"] == str(f["adapter_1"].resolve()) and models["base"]["id"] == str(f["base_a"].resolve())
+    weights = ProfileStore().load("a", "weights.safetensors")
+    assert weights and all("motion_modules" in k for k in weights)
+    common = ("-p", "a red cube", "--adapter", f["adapter_1"], *FAST, "--stages", "keyframes", "--format", "png",
+              "--init", "noise")
+    r = run_cli("generate", "a", "-o", tmp_path / "on_a", "--model-path", f["base_a"], *common)
+    assert r.code == 0, r
+    assert "note:" not in r.stderr
+    r = run_cli("generate", "a", "-o", tmp_path / "on_b", "--model-path", f["base_b"], *common)
+    assert r.code == 0, r
+    notes = [line for line in r.stderr.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "tuned with base" in notes[0] and str(f["base_b"].resolve()) in notes[0]
+    on_a, on_b = read_frames(tmp_path / "on_a"), read_frames(tmp_path / "on_b")
+    assert on_a.shape == on_b.shape == (8, 32, 32, 3) and not np.array_equal(on_a, on_b)  # the base really changed
+    r = run_cli("generate", "a", "-o", tmp_path / "other", "--model-path", f["base_a"], *common[:2],
+                "--adapter", f["adapter_2"], *FAST)
+    assert r.code == 1
+    assert "was tuned on key-frame model" in r.stderr and str(f["adapter_1"].resolve()) in r.stderr
+
+
+def test_animatediff_pipeline_folder_and_adapter_refused_elsewhere(run_cli, clip_path, animatediff_folders):
+    r = run_cli("tune", clip_path, "-p", "a disc", "--backend", "animatediff", "--model-path",
+                animatediff_folders["pipeline"], "--frames", "8", "--steps", "1", "--name", "p")
+    assert r.code == 0, r
+    assert ProfileStore().manifest("p")["backend"]["models"]["keyframes"]["id"].endswith("motion_adapter")
+    r = run_cli("tune", clip_path, "-p", "a disc", "--adapter", "x/y", "--steps", "1")
+    assert r.code == 1 and "takes no --adapter" in r.stderr
+
+
+# -- both ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("backend, names", [
+    ("zeroscope", ["cerspense/zeroscope_v2_576w"]),
+    ("animatediff", ["stable-diffusion-v1-5/stable-diffusion-v1-5", "guoyww/animatediff-motion-adapter-v1-5-2"]),
+])
+def test_offline_without_the_files_is_one_error_with_the_download_commands(backend, names, clip_path, tmp_path):
+    env = {**__import__("os").environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "empty-hf"),
+           "VMC_HOME": str(tmp_path / "home")}
+    r = subprocess.run([sys.executable, "-m", "vmc_cli", "tune", str(clip_path), "-p", "a disc", "--backend", backend,
+                        "--steps", "1"], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("Error: ") and lines[1].startswith("Hint: "), r.stderr
+    assert "are not on this machine and the hub cannot be reached" in lines[0]
+    for name in names:
+        assert name in lines[0] and f"hf download {name}" in lines[1]
+
+
+def test_backends_lists_them_with_their_defaults(run_cli):
+    rows = {r["name"]: r for r in run_cli("backends", "--json").json()["backends"]}
+    assert "576x320" in rows["zeroscope"]["description"] and "512x512" in rows["animatediff"]["description"]
+    assert rows["zeroscope"]["tuning"] == "--loss cos --target qkv --steps 400 --lr 0.0001"  # the paper's
+
+
+def test_half_precision_keeps_fp32_masters_for_the_tuned_qkv(zeroscope_folder):
+    """In bfloat16 (CPU) or float16 (CUDA) the UNet runs in the half dtype under autocast, but the
+    temporal q/k/v that tuning trains stay float32; the prediction stays close to float32's."""
+    full = loaded("zeroscope", model_path=str(zeroscope_folder))
+    half = loaded("zeroscope", model_path=str(zeroscope_folder), dtype="bfloat16")
+    params = dict(half.unet.named_parameters())
+    qkv = select_parameters(half.unet, "qkv", "temp_attentions")
+    assert all(p.dtype == torch.float32 for p in qkv.values())
+    assert params["conv_in.weight"].dtype == torch.bfloat16
+    torch.manual_seed(0)
+    x = torch.randn(1, 4, 4, 16, 16)
+    a = full.predict_noise(x, torch.tensor([400]), full.encode_prompts(["a disc"]))
+    b = half.predict_noise(x, torch.tensor([400]), half.encode_prompts(["a disc"]))
+    assert b.shape == a.shape and (a - b.float()).abs().mean() < 0.05 * a.abs().mean()
+    tune(half, x.to(torch.bfloat16), half.encode_prompts(["a disc"]), TuneConfig(steps=1, lr=1e-3))
