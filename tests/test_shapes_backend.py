@@ -182,3 +182,16 @@ def test_tuning_sees_the_network_as_trained_without_dropout(backend):
     finally:
         backend.unet.eval()
     assert torch.equal(a, b)
+
+
+def test_measure_counts_each_shape_that_was_asked_for():
+    """The check's confusion table, on rendered clips whose shapes are known."""
+    from vmc_shapes.check import measure
+    from vmc_shapes.world import held_out_paths, render
+
+    path = held_out_paths()["zigzag"]
+    clips = np.stack([render("square", "red", path), render("square", "blue", path), render("circle", "red", path)])
+    wanted = [("circle", "red"), ("square", "blue"), ("circle", "red")]
+    result = measure(clips, wanted)
+    assert result["shape_confusion"] == {"circle": {"square": 1, "circle": 1}, "square": {"square": 1}}
+    assert result["shape_accuracy"] == pytest.approx(2 / 3) and result["colour_accuracy"] == 1.0

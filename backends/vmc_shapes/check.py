@@ -51,8 +51,12 @@ def measure(clips: np.ndarray, wanted: list[tuple[str, str]]) -> dict:
     shape = np.mean([s == w[0] for (_, s), w in zip(got, wanted)])
     both = np.mean([(s, c) == w for (c, s), w in zip(got, wanted)])
     moving = np.mean([travel(clip) >= 0.1 for clip in clips])
+    confusion: dict[str, dict[str, int]] = {}  # asked-for shape -> shape seen -> clips
+    for (_, s), w in zip(got, wanted):
+        row = confusion.setdefault(w[0], {})
+        row[s] = row.get(s, 0) + 1
     return {"clips": len(clips), "colour_accuracy": float(colour), "shape_accuracy": float(shape),
-            "both_accuracy": float(both), "moving": float(moving)}
+            "both_accuracy": float(both), "moving": float(moving), "shape_confusion": confusion}
 
 
 def grid_png(clips: np.ndarray, path: Path, scale: int = 2) -> None:
