@@ -294,3 +294,29 @@ def test_half_precision_keeps_fp32_masters_for_the_tuned_qkv(zeroscope_folder):
     b = half.predict_noise(x, torch.tensor([400]), half.encode_prompts(["a disc"]))
     assert b.shape == a.shape and (a - b.float()).abs().mean() < 0.05 * a.abs().mean()
     tune(half, x.to(torch.bfloat16), half.encode_prompts(["a disc"]), TuneConfig(steps=1, lr=1e-3))
+
+
+def test_zeroscope_xl_stage_runs_only_when_asked(run_cli, clip_path, zeroscope_folder, tmp_path, monkeypatch,
+                                                 tiny_clip_dir):
+    from diffusers import DDIMScheduler, TextToVideoSDPipeline, UNet3DConditionModel
+
+    te, tok = _text(tiny_clip_dir, 7)
+    torch.manual_seed(8)
+    unet = UNet3DConditionModel(block_out_channels=(32, 64), layers_per_block=1, sample_size=32, in_channels=4,
+                                out_channels=4, down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
+                                up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"), cross_attention_dim=32,
+                                attention_head_dim=8, norm_num_groups=32)
+    TextToVideoSDPipeline(vae=_vae(9), text_encoder=te, tokenizer=tok, unet=unet,
+                          scheduler=DDIMScheduler(**SCHEDULER)).save_pretrained(tmp_path / "xl")
+    monkeypatch.setenv("VMC_ZEROSCOPE_XL_PATH", str(tmp_path / "xl"))
+    assert run_cli("tune", clip_path, "-p", "a disc", "--backend", "zeroscope", "--model-path", zeroscope_folder,
+                   "--frames", "8", "--steps", "1", "--name", "z").code == 0
+    common = ("-p", "a red cube", "--model-path", zeroscope_folder, *FAST, "--format", "png")
+    r = run_cli("generate", "z", "-o", tmp_path / "plain", *common)  # all: key-frames only for zeroscope
+    assert r.code == 0, r
+    r = run_cli("generate", "z", "-o", tmp_path / "big", *common, "--stages", "all,xl")
+    assert r.code == 0, r
+    plain, big = read_frames(tmp_path / "plain"), read_frames(tmp_path / "big")
+    assert plain.shape == (8, 32, 32, 3) and big.shape == (8, 64, 64, 3)  # twice the key-frames (a local XL)
+    r = run_cli("generate", "z", "-o", tmp_path / "bad", *common, "--stages", "all,sr9")
+    assert r.code == 1 and "has no stage 'sr9'" in r.stderr

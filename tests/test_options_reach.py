@@ -26,9 +26,9 @@ def test_tune_options_reach_the_loop(run_cli, clip_path, monkeypatch):
     seen = {}
     real = jobs.tune
 
-    def spy(backend, video, text, config, progress):
+    def spy(backend, video, text, config, progress, **kw):
         seen.update(config=config, text=text, tuning=backend.encode_prompts(["a red disc is flying over the sea"]))
-        return real(backend, video, text, config, progress)
+        return real(backend, video, text, config, progress, **kw)
 
     monkeypatch.setattr(jobs, "tune", spy)
     r = run_cli("tune", clip_path, "-p", "a red disc is flying over the sea", "--steps", "1", "--loss", "l2",

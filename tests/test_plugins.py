@@ -81,7 +81,7 @@ def test_backends_human_output(run_cli):
     res = run_cli("backends")
     assert res.code == 0, res
     tiny = [ln for ln in res.stdout.splitlines() if ln.startswith("tiny ")]
-    assert len(tiny) == 1 and tiny[0].endswith("[vmc_tiny]")
+    assert len(tiny) == 1 and "[vmc_tiny]; tuning: --loss cos --target qkv --steps 400 --lr 0.0001" in tiny[0]
 
 
 def test_mock_plugin_appears_in_backends(run_cli, mock_plugin):
@@ -89,7 +89,8 @@ def test_mock_plugin_appears_in_backends(run_cli, mock_plugin):
     assert res.code == 0, res
     rows = {r["name"]: r for r in res.json()["backends"]}
     assert {"tiny", "mock", "mock2"} <= set(rows)
-    assert rows["mock"] == {"name": "mock", "description": "A mock backend", "plugin": MockBackend.__module__}
+    assert rows["mock"] == {"name": "mock", "description": "A mock backend", "plugin": MockBackend.__module__,
+                            "tune_defaults": {}, "tuning": "--loss cos --target qkv --steps 400 --lr 0.0001"}
 
 
 def test_mock_backend_can_be_instantiated(mock_plugin):

@@ -96,16 +96,17 @@ class Backend:
                            "drop --width/--height")
 
     def expand_stages(self, stages: tuple[str, ...]) -> tuple[str, ...]:
-        """``("all",)`` -> ``("keyframes", *cascade_stages)``; unknown names are an error."""
-        if "all" in stages:
-            return ("keyframes", *self.cascade_stages)
-        unknown = [s for s in stages if s != "keyframes" and s not in self.cascade_stages]
+        """``("all",)`` -> ``("keyframes", *cascade_stages)``, plus any ``optional_stages`` named
+        beside it (``("all", "xl")``), in pipeline order; unknown names are an error."""
+        known = ("keyframes", *self.cascade_stages, *self.optional_stages)
+        unknown = [s for s in stages if s != "all" and s not in known]
         if unknown:
             from .errors import VmcError
 
             raise VmcError(f"backend {self.name!r} has no stage {unknown[0]!r}",
-                           f"its stages: keyframes, {', '.join(self.cascade_stages)}")
-        return tuple(stages)
+                           f"its stages: {', '.join(known)} (all: {', '.join(known[:1 + len(self.cascade_stages)])})")
+        chosen = set(stages) | ({"keyframes", *self.cascade_stages} if "all" in stages else set())
+        return tuple(s for s in known if s in chosen)
 
     def model_info(self) -> dict[str, dict[str, str]]:
         """Models in use: ``{role: {"id": ..., "revision": ...}}``, recorded in
@@ -175,6 +176,8 @@ class Backend:
     # -- cascade -----------------------------------------------------------
     #: names of the later stages, in order (``keyframes`` always comes first)
     cascade_stages: tuple[str, ...] = ()
+    #: stages after those that run only when named (``--stages all,xl``)
+    optional_stages: tuple[str, ...] = ()
 
     def run_cascade(self, keyframes: "torch.Tensor", prompt: str, *, negative_prompt: str = "",
                     seed: int = 0, stages: tuple[str, ...] | None = None,

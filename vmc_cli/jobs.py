@@ -342,8 +342,10 @@ def generate(name: str, prompts: list[str], outputs: list[Path], *, store: Profi
 
     from .sampling import ddim_sample, guided
 
-    if stages not in ("all", "keyframes"):
-        raise VmcError(f"unknown --stages {stages!r}", "use 'all' or 'keyframes'")
+    wanted_stages = tuple(part.strip() for part in str(stages).split(",") if part.strip())
+    if not wanted_stages or "keyframes" not in wanted_stages and "all" not in wanted_stages:
+        raise VmcError(f"unknown --stages {stages!r}",
+                       "use 'all', 'keyframes', or a list with extra stages of the backend, e.g. 'all,xl'")
     if init not in ("inverted", "noise"):
         raise VmcError(f"unknown --init {init!r}", "use 'inverted' or 'noise'")
     check_counts(steps=steps, invert_steps=invert_steps)
@@ -357,7 +359,7 @@ def generate(name: str, prompts: list[str], outputs: list[Path], *, store: Profi
     for out in [*(keyframe_outputs or []), *(side_by_side_outputs or [])]:
         guess_format(Path(out), None)
     backend, manifest = load_profile(name, store=store, runtime=runtime, backend_name=backend_name,
-                                     stages=("keyframes",) if stages == "keyframes" else ("all",),
+                                     stages=wanted_stages,
                                      motion_scale=motion_scale)
     steps = or_default(steps, backend.defaults["sample_steps"])
     guidance = or_default(guidance, backend.defaults["guidance"])
@@ -403,10 +405,11 @@ def generate(name: str, prompts: list[str], outputs: list[Path], *, store: Profi
         keyframes = ddim_sample(predict, backend.sampling_scheduler(), x_t.to(backend.device, backend.dtype), steps,
                                 runtime.progress, label=f"key-frames {i + 1}/{len(prompts)}", start_timestep=start)
         key = backend.model_to_frames(keyframes)
-        if stages == "keyframes":
+        later = tuple(st for st in backend.expand_stages(wanted_stages) if st != "keyframes")
+        if not later:
             frames = key
         else:
-            frames = backend.run_cascade(keyframes, prompt, negative_prompt=negative, seed=seed,
+            frames = backend.run_cascade(keyframes, prompt, negative_prompt=negative, seed=seed, stages=later,
                                          progress=runtime.progress)
         path = write_video(frames, out, fmt, fps or backend.fps)
         keyframe_path = None

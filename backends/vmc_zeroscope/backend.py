@@ -11,6 +11,12 @@ Models, part by part (diffusers' model classes, not the pipeline): ``UNet3DCondi
   repository at ``VMC_ZEROSCOPE_REVISION`` (default ``main``; the commit found is what the
   profile records), from the cache, or downloaded when the hub can be reached.
 
+Optional stage ``xl`` (``vmc generate ... --stages all,xl``): ZeroScope's video-to-video
+upscale, ``cerspense/zeroscope_v2_XL`` (``VMC_ZEROSCOPE_XL_REVISION``; or a local folder,
+``VMC_ZEROSCOPE_XL_PATH``): the frames resized to 1024x576 (a local XL folder: twice the
+key-frame size, or ``VMC_ZEROSCOPE_XL_SIZE=WxH``), encoded with its VAE, noised to
+strength 0.6 and denoised with its UNet under the prompt (as ZeroScope's authors upscale).
+
 Key-frames: 24 at 576x320 for ZeroScope, 16 at 256x256 for ModelScope 1.7b; for another
 folder the UNet's ``sample_size`` times the VAE's factor, square, and 16 frames;
 ``vmc tune --width/--height/--frames`` override them. The temporal attention VMC tunes is
@@ -27,6 +33,9 @@ from vmc_cli.repos import RepoSpec, config_hash, missing_files, resolve_all
 from vmc_latent import LatentVideoBackend, is_hub_id
 
 DEFAULT_ID = "cerspense/zeroscope_v2_576w"
+XL_ID = "cerspense/zeroscope_v2_XL"
+XL_SIZE = (1024, 576)
+XL_STRENGTH = 0.6
 #: known repositories: (frames, width, height) of their key-frames
 KNOWN = {
     "cerspense/zeroscope_v2_576w": (24, 576, 320),
@@ -40,10 +49,18 @@ def spec(repo_id: str) -> RepoSpec:
     return RepoSpec("keyframes", repo_id, COMPONENTS, WEIGHTED, "the text-to-video UNet, its VAE and text encoder")
 
 
+class _XLStage(LatentVideoBackend):
+    """ZeroScope XL's UNet, VAE and text encoder (the ``xl`` stage)."""
+
+    env_prefix = "ZEROSCOPE"
+
+
 class ZeroScopeBackend(LatentVideoBackend):
     env_prefix = "ZEROSCOPE"
     num_frames, width, height = KNOWN[DEFAULT_ID]
     fps = 8.0
+    optional_stages = ("xl",)
+    _xl: _XLStage | None = None
 
     def locate(self, model_path: str | None, log) -> tuple[Path, dict]:
         """The model folder and its ``{"id", "revision", "source"}``."""
@@ -88,8 +105,10 @@ class ZeroScopeBackend(LatentVideoBackend):
 
         from vmc_cli.backend import torch_dtype
 
-        self.expand_stages(tuple(stages))
+        stages = self.expand_stages(tuple(stages))
         if self._unet is not None:
+            if "xl" in stages:
+                self._load_xl(progress)
             return
         self.device = torch.device(device)
         self.dtype = torch_dtype(dtype, self.device.type, half_on_cuda=True)
@@ -99,6 +118,71 @@ class ZeroScopeBackend(LatentVideoBackend):
             check(self.model_info())
         self.load_parts(self._folder, dtype=self.dtype, unet_loader=lambda f, dt: UNet3DConditionModel.from_pretrained(
             f, subfolder="unet", torch_dtype=dt))
+        if "xl" in stages:
+            self._load_xl(progress)
+
+    def _load_xl(self, progress) -> None:
+        from diffusers import UNet3DConditionModel
+
+        if self._xl is not None:
+            return
+        log = progress.log if progress is not None else (lambda m: None)
+        local = os.environ.get("VMC_ZEROSCOPE_XL_PATH")
+        if local:
+            folder = Path(local).expanduser()
+            lacks = missing_files(folder, spec(folder.name), need_index=False)
+            if lacks:
+                raise VmcError(f"VMC_ZEROSCOPE_XL_PATH={folder} is not a ZeroScope XL folder (lacks {', '.join(lacks[:4])})")
+            info = {"id": str(folder.resolve()), "revision": config_hash(folder, spec(folder.name)), "source": "local"}
+            size = os.environ.get("VMC_ZEROSCOPE_XL_SIZE") or f"{2 * self.width}x{2 * self.height}"
+        else:
+            found = resolve_all([RepoSpec("xl", XL_ID, COMPONENTS, WEIGHTED, "the XL upscale stage")],
+                                {"xl": os.environ.get("VMC_ZEROSCOPE_XL_REVISION", "main")}, None,
+                                "fp16" if _cuda() else None, log, family="ZeroScope XL", path_env=None,
+                                revisions_env="VMC_ZEROSCOPE_XL_REVISION")["xl"]
+            folder, info = found.folder, found.info()
+            size = os.environ.get("VMC_ZEROSCOPE_XL_SIZE") or "x".join(map(str, XL_SIZE))
+        try:
+            width, height = (int(v) for v in size.lower().split("x"))
+        except ValueError:
+            raise VmcError(f"VMC_ZEROSCOPE_XL_SIZE={size!r} is not WIDTHxHEIGHT") from None
+        xl = _XLStage()
+        xl.name, xl.device, xl.dtype = "zeroscope xl", self.device, self.dtype
+        xl.gradient_checkpointing = False
+        xl.offload = self.offload
+        xl.load_parts(folder, dtype=self.dtype, unet_loader=lambda f, dt: UNet3DConditionModel.from_pretrained(
+            f, subfolder="unet", torch_dtype=dt))
+        xl.width, xl.height = width, height
+        self._xl = xl
+        self._info["xl"] = info
+
+    def run_cascade(self, keyframes, prompt, *, negative_prompt="", seed=0, stages=None, progress=None):
+        """``xl`` when asked for: ZeroScope XL's video-to-video upscale of the decoded key-frames."""
+        import cv2
+        import numpy as np
+        import torch
+
+        from vmc_cli.sampling import ddim_sample, guided
+
+        frames = self.model_to_frames(keyframes)
+        if "xl" not in (stages or ()):
+            return frames
+        if self._xl is None:
+            raise RuntimeError("the xl stage is not loaded; call load(stages=('keyframes', 'xl')) first")
+        xl = self._xl
+        big = np.stack([cv2.resize(f, (xl.width, xl.height), interpolation=cv2.INTER_CUBIC) for f in frames])
+        z = xl.frames_to_model(big)
+        text, uncond = xl.encode_prompts([prompt, negative_prompt]).chunk(2)
+        steps = self.defaults["sample_steps"]
+        sched = xl.sampling_scheduler()
+        sched.set_timesteps(steps)
+        start = int(sched.timesteps[steps - max(1, min(steps, round(steps * XL_STRENGTH)))])
+        noise = torch.randn(z.shape, generator=torch.Generator("cpu").manual_seed(seed)).to(z.device, z.dtype)
+        x = sched.add_noise(z, noise, torch.tensor([start]))
+        with torch.no_grad():
+            out = ddim_sample(guided(xl.predict_noise, text, uncond, self.defaults["guidance"]), xl.sampling_scheduler(),
+                              x, steps, progress, label="xl upscale", start_timestep=start)
+        return xl.model_to_frames(out)
 
 
 def _cuda() -> bool:

@@ -106,7 +106,9 @@ def generate(
     strength: Strength = None,
     motion_scale: MotionScale = None,
     stages: Annotated[str, typer.Option(
-        "--stages", help="all (key-frames, interpolation, super-resolution) or keyframes (a quick look).")] = "all",
+        "--stages", help="all (key-frames and the backend's later stages: interpolation, super-resolution), "
+        "keyframes (a quick look), or either with optional stages added, e.g. all,xl (zeroscope's XL "
+        "upscale).")] = "all",
     keyframes_out: Annotated[Optional[Path], typer.Option(
         "--keyframes-out", help="Also write the sampled key-frames here (gif, mp4 or png folder; a folder with "
         "--prompt-file), from the same run as the video.", show_default=False)] = None,
