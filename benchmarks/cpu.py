@@ -7,7 +7,8 @@ import on that path), tuning steps per second on the tiny backend at 8 frames
 of 64x40 and on the shapes backend (8 frames of 32x32, the loop the shapes
 experiment runs hundreds of times) in several variants: before the
 temporal-convolution rewrite (PyTorch's Conv3d, whose float32 CPU path is
-``slow_conv3d``), as shipped, with bf16 autocast, channels-last weights, and
+``slow_conv3d``), as shipped, with bf16 autocast, channels-last weights, the classic
+(batched matmul) attention processor in the temporal layers, and
 (``--compile``) torch.compile; each a median step time after warm-up steps. Then
 the wall time of the README demo (examples/demo.sh, in a temporary store and
 output folder).
@@ -100,6 +101,16 @@ def shapes_variant_step_times(steps: int, compile_too: bool) -> dict[str, float]
     out["channels-last weights"] = median_step()
     for m in conv2d:
         m.to(memory_format=torch.contiguous_format)
+    # Temporal attention: 8 frames, head dim 8, thousands of tiny sequences; the classic
+    # batched-matmul processor against the SDPA kernel.
+    from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+
+    procs = backend.unet.attn_processors
+    temporal = {k: (AttnProcessor() if "temp_attentions" in k and isinstance(v, AttnProcessor2_0) else v)
+                for k, v in procs.items()}
+    backend.unet.set_attn_processor(temporal)
+    out["classic attention in temporal layers"] = median_step()
+    backend.unet.set_attn_processor(procs)
     if compile_too:
         eager = backend._unet
         backend._unet = torch.compile(eager)
