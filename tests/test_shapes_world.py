@@ -205,3 +205,43 @@ def test_held_out_paths_render():
         assert frames.shape == (8, 32, 32, 3)
         assert classify_appearance(frames) == ("yellow", "circle")
         assert np.abs(centroid_path(frames) - path).max() * 32 < 1.0, name
+
+
+def _polygon(shape: str, size: int, d: float, angle: float, cx: float, cy: float) -> np.ndarray:
+    """A square or an apex-up triangle of size d px turned by ``angle`` degrees, rasterised by
+    PIL (not the world's renderer): a frame (size, size, 3)."""
+    from PIL import Image, ImageDraw
+
+    pts = (np.array([[-0.5, -0.5], [0.5, -0.5], [0.5, 0.5], [-0.5, 0.5]]) if shape == "square"
+           else np.array([[0, -2 / 3], [0.5, 1 / 3], [-0.5, 1 / 3]])) * d
+    a = np.deg2rad(angle)
+    pts = pts @ np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]).T + [cx, cy]
+    img = Image.new("RGB", (size, size))
+    ImageDraw.Draw(img).polygon([tuple(p) for p in pts], fill=(255, 255, 255))
+    return np.asarray(img)
+
+
+@pytest.mark.parametrize("shape", ["square", "triangle"])
+def test_classify_shape_of_turned_shapes(shape):
+    """A shape drawn a little turned, as a model draws it, is still that shape."""
+    rng = np.random.default_rng(5)
+    for size in (32, 48, 64):
+        for fraction in (0.22, 0.28, 0.34):
+            for angle in (-25, -15, -8, -4, 4, 8, 15, 25):
+                frame = _polygon(shape, size, fraction * size, angle, *(size / 2 + rng.uniform(-2, 2, 2)))
+                assert classify_appearance(frame)[1] == shape, (size, fraction, angle)
+
+
+def test_classify_shape_measures_by_hand():
+    """A disc of radius 12 and a 24 px square at 20 degrees: the rule's measures are near their
+    continuous values (4 pi and 16) and on the right sides of the line."""
+    yy, xx = np.mgrid[0:64, 0:64] + 0.5
+    disc = (xx - 32) ** 2 + (yy - 32) ** 2 <= 12 ** 2
+    turned = _polygon("square", 64, 24, 20, 32, 32).max(-1) > 127
+    import cv2
+
+    for mask, ideal, shape in ((disc, 4 * np.pi, "circle"), (turned, 16.0, "square")):
+        _, hull = world._outline(mask)
+        ratio = cv2.arcLength(hull, True) ** 2 / cv2.contourArea(hull)
+        assert abs(ratio - ideal) < 0.9, (shape, ratio)
+        assert world._classify_shape(mask) == shape
