@@ -101,7 +101,7 @@ def test_tune_refuses_a_leftover_folder_before_any_work(run_cli, store, clip_pat
     import vmc_cli.jobs as jobs
 
     (store.root / "half").mkdir(parents=True)
-    monkeypatch.setattr(jobs, "read_video", lambda *a, **k: pytest.fail("tune read the clip"))
+    monkeypatch.setattr(jobs, "read_clip", lambda *a, **k: pytest.fail("tune read the clip"))
     res = run_cli("tune", clip_path, "--prompt", "a disc is moving", "--name", "half", "--steps", "1", "--json")
     assert res.code == 1 and res.stdout == "", res
     assert res.stderr.startswith("Error: profile 'half' already exists")
@@ -311,7 +311,7 @@ def test_profiles_path_json(run_cli, vmc_home, tmp_path):
 def test_profiles_list_json_empty(run_cli, vmc_home):
     res = run_cli("profiles", "list", "--json")
     assert res.code == 0, res
-    assert res.json() == {"home": str(vmc_home), "profiles": []}
+    assert res.json() == {"home": str(vmc_home), "profiles": [], "unfinished": []}
     assert res.stderr == ""
     assert not vmc_home.exists()
 
