@@ -95,12 +95,12 @@ def test_twenty_sigkills_leave_only_whole_profiles(clip_path, tmp_path, run_cli,
     for i in range(20):
         op = list(ops)[i % len(ops)]
         proc = start(home, *ops[op](i))
-        time.sleep(rng.uniform(0.2, durations[op]))
+        time.sleep(rng.uniform(0.1, 0.8 * durations[op]))  # within the run, whatever the load
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1
         proc.communicate()
-    assert kills >= 15  # the kills land while the commands run, not after
+    assert kills >= 12  # the kills land while the commands run, not after (a loaded machine varies)
     names = check_whole(home, run_cli, tmp_path)
     assert "base" in names  # it existed before the campaign; no kill may lose it
     # The next write cleans up after the killed ones (listing already recovers, too).
