@@ -46,17 +46,23 @@ def _vae(seed):
                          norm_num_groups=32, sample_size=32)
 
 
+def _unet3d(seed, sample_size):
+    from diffusers import UNet3DConditionModel
+
+    torch.manual_seed(seed)
+    return UNet3DConditionModel(block_out_channels=(32, 64), layers_per_block=1, sample_size=sample_size,
+                                in_channels=4, out_channels=4, down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
+                                up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"), cross_attention_dim=32,
+                                attention_head_dim=8, norm_num_groups=32)
+
+
 @pytest.fixture(scope="session")
 def zeroscope_folder(tmp_path_factory, tiny_clip_dir):
     """What ``TextToVideoSDPipeline.save_pretrained`` writes, for a tiny random model (32x32 frames)."""
     from diffusers import DDIMScheduler, TextToVideoSDPipeline, UNet3DConditionModel
 
     te, tok = _text(tiny_clip_dir, 1)
-    torch.manual_seed(0)
-    unet = UNet3DConditionModel(block_out_channels=(32, 64), layers_per_block=1, sample_size=16, in_channels=4,
-                                out_channels=4, down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
-                                up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"), cross_attention_dim=32,
-                                attention_head_dim=8, norm_num_groups=32)
+    unet = _unet3d(0, sample_size=16)
     folder = tmp_path_factory.mktemp("zeroscope") / "tiny-zeroscope"
     TextToVideoSDPipeline(vae=_vae(2), text_encoder=te, tokenizer=tok, unet=unet,
                           scheduler=DDIMScheduler(**SCHEDULER)).save_pretrained(folder)
@@ -301,11 +307,7 @@ def test_zeroscope_xl_stage_runs_only_when_asked(run_cli, clip_path, zeroscope_f
     from diffusers import DDIMScheduler, TextToVideoSDPipeline, UNet3DConditionModel
 
     te, tok = _text(tiny_clip_dir, 7)
-    torch.manual_seed(8)
-    unet = UNet3DConditionModel(block_out_channels=(32, 64), layers_per_block=1, sample_size=32, in_channels=4,
-                                out_channels=4, down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
-                                up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"), cross_attention_dim=32,
-                                attention_head_dim=8, norm_num_groups=32)
+    unet = _unet3d(8, sample_size=32)
     TextToVideoSDPipeline(vae=_vae(9), text_encoder=te, tokenizer=tok, unet=unet,
                           scheduler=DDIMScheduler(**SCHEDULER)).save_pretrained(tmp_path / "xl")
     monkeypatch.setenv("VMC_ZEROSCOPE_XL_PATH", str(tmp_path / "xl"))

@@ -182,19 +182,24 @@ def test_leftovers_of_killed_writes_are_cleaned_by_the_next_write(tmp_path):
     assert (root / "gone" / MANIFEST).read_text() == "schema = 1\n"
 
 
+def hold_lock(home: Path, name: str) -> subprocess.Popen:
+    """Another process holding ``name``'s write lock for a minute (it prints "held" once it has it)."""
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import time
+        from vmc_cli.profiles import ProfileStore
+        with ProfileStore({str(home)!r}).lock({name!r}):
+            print("held", flush=True)
+            time.sleep(60)
+    """)], stdout=subprocess.PIPE, text=True)
+
+
 def test_a_live_writers_folder_is_not_cleaned(tmp_path):
     """Recovery only touches names no process holds: a tune in progress keeps its folder."""
     home = tmp_path / "home"
     store = ProfileStore(home)
     store.root.mkdir(parents=True)
     (store.root / ".tmp-busy~0123abcd").mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
-        import sys, time
-        from vmc_cli.profiles import ProfileStore
-        with ProfileStore({str(home)!r}).lock("busy"):
-            print("held", flush=True)
-            time.sleep(60)
-    """)], stdout=subprocess.PIPE, text=True)
+    holder = hold_lock(home, "busy")
     try:
         assert holder.stdout.readline().strip() == "held"
         assert store.names() == []
@@ -230,13 +235,7 @@ def test_two_tunes_of_one_name_one_wins(force, clip_path, tmp_path, run_cli, mon
 def test_a_busy_name_is_refused_before_any_work(clip_path, tmp_path, monkeypatch):
     """The second tune stops at once, before loading a model, with exit code 1."""
     home = tmp_path / "home"
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
-        import time
-        from vmc_cli.profiles import ProfileStore
-        with ProfileStore({str(home)!r}).lock("same"):
-            print("held", flush=True)
-            time.sleep(60)
-    """)], stdout=subprocess.PIPE, text=True)
+    holder = hold_lock(home, "same")
     try:
         assert holder.stdout.readline().strip() == "held"
         r = vmc(home, "tune", clip_path, "-p", "a disc", "--name", "same", *FAST["tune"])
