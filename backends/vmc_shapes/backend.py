@@ -6,8 +6,8 @@
   the epsilon the method works on;
 - text: the small CLIP text encoder trained with it, over the hashing word tokenizer;
 - later stages: the tiny backend's cascade (random weights; 8 -> 29 frames, then 1.5x),
-  run at lower strengths so that it stays close to its deterministic baseline (linear
-  blend, bilinear upsampling).
+  run at lower strengths so that it stays close to its deterministic baseline (in-betweens
+  that move the shape along the shift between key-frames, bilinear upsampling).
 
 The weights are a folder in the diffusers layout, loaded with ``from_pretrained``
 like any checkpoint: the shipped one, or another one given by ``--model-path`` or
@@ -28,7 +28,9 @@ from vmc_cli.errors import VmcError
 from vmc_tiny.backend import SmallTextModel, TinyBackend
 
 #: the tiny cascade at lower strengths: its random weights add noise in proportion
-CASCADE = {"interpolation": {"strength": 0.2}, "upscale": {"strength": 0.15}}
+#: and motion-compensated in-betweens, so that a shape travels between key-frames instead of
+#: fading out in one place and in at the next
+CASCADE = {"interpolation": {"strength": 0.2, "baseline": "motion"}, "upscale": {"strength": 0.15}}
 
 
 def weights_revision(folder: Path) -> str:

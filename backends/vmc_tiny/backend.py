@@ -63,7 +63,9 @@ SCHEDULER = dict(
 )
 STAGES = {
     # name: (extra input channels, steps, guidance, strength)
-    "interpolation": dict(in_channels=7, steps=3, guidance=2.0, strength=0.6),
+    # baseline: "blend" (cross-fade of the two key-frames) or "motion" (both key-frames
+    # shifted toward the in-between time along their phase-correlation shift, then blended)
+    "interpolation": dict(in_channels=7, steps=3, guidance=2.0, strength=0.6, baseline="blend"),
     "upscale": dict(in_channels=6, steps=2, guidance=1.0, strength=0.5, scale=1.5),
 }
 
@@ -118,6 +120,55 @@ class SmallTextModel:
         return torch.stack([self._embeddings[p] for p in prompts])
 
 
+def phase_shift(first: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+    """(pairs, 2) float shift (dx, dy) in pixels that best carries ``first`` onto ``last``
+    ((pairs, C, h, w) each), by phase correlation of the mean-removed channel sums
+    (whole pixels; shifts past half the frame wrap to negative)."""
+    a = first.float().sum(1)
+    b = last.float().sum(1)
+    a = a - a.mean(dim=(-2, -1), keepdim=True)
+    b = b - b.mean(dim=(-2, -1), keepdim=True)
+    cross = torch.fft.fft2(b) * torch.fft.fft2(a).conj()
+    corr = torch.fft.ifft2(cross / cross.abs().clamp_min(1e-8)).real  # (pairs, h, w)
+    h, w = corr.shape[-2:]
+    peak = corr.flatten(1).argmax(1)
+    dy, dx = peak // w, peak % w
+    dy = torch.where(dy > h // 2, dy - h, dy)
+    dx = torch.where(dx > w // 2, dx - w, dx)
+    return torch.stack([dx, dy], 1).float()
+
+
+def _shift(frames: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """``frames`` (n, C, h, w) moved by ``shift`` (n, 2) pixels (bilinear, edges repeated)."""
+    n, _, h, w = frames.shape
+    theta = torch.zeros(n, 2, 3, dtype=torch.float32, device=frames.device)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1
+    theta[:, 0, 2] = -2 * shift[:, 0] / w
+    theta[:, 1, 2] = -2 * shift[:, 1] / h
+    grid = F.affine_grid(theta, (n, 1, h, w), align_corners=False)
+    return F.grid_sample(frames.float(), grid, mode="bilinear", padding_mode="border",
+                         align_corners=False).to(frames.dtype)
+
+
+def motion_inbetweens(first: torch.Tensor, last: torch.Tensor, n: int) -> torch.Tensor:
+    """(pairs, C, n, h, w): ``n`` frames from ``first`` to ``last`` ((pairs, C, h, w)), the
+    two ends exact.  Frame k at time w = k / (n - 1) blends ``first`` moved by w * d and
+    ``last`` moved back by (1 - w) * d, weights 1 - w and w, where d is the pair's
+    phase-correlation shift: a single moving object travels instead of cross-fading."""
+    d = phase_shift(first, last)
+    out = []
+    for k in range(n):
+        w = k / (n - 1)
+        out.append(_shift(first, w * d) * (1 - w) + _shift(last, -(1 - w) * d) * w)
+    return torch.stack(out, 2)
+
+
+def _weights_config(name: str) -> dict:
+    """A stage's settings as they were before the in-between baseline became a setting
+    (so the revisions recorded in existing profiles stay the same)."""
+    return {k: v for k, v in STAGES[name].items() if k != "baseline"}
+
+
 class TinyBackend(SmallTextModel, Backend):
     num_frames = 8
     width, height = 64, 40
@@ -170,7 +221,7 @@ class TinyBackend(SmallTextModel, Backend):
             "keyframes": {"id": "vmc-tiny/keyframes", "revision": _revision(UNET, TEXT, SCHEDULER)},
         }
         for name in self.cascade_stages:
-            info[name] = {"id": f"vmc-tiny/{name}", "revision": _revision(UNET, TEXT, STAGES[name])}
+            info[name] = {"id": f"vmc-tiny/{name}", "revision": _revision(UNET, TEXT, _weights_config(name))}
         return info
 
     # -- key-frame model ---------------------------------------------------
@@ -225,8 +276,11 @@ class TinyBackend(SmallTextModel, Backend):
         cfg = self.stage_settings["interpolation"]
         k = video[0].permute(1, 0, 2, 3)  # (F, C, h, w)
         first, last = k[:-1], k[1:]  # (pairs, C, h, w)
-        w = torch.linspace(0, 1, 5, device=video.device, dtype=video.dtype).view(1, 1, 5, 1, 1)
-        baseline = first[:, :, None] * (1 - w) + last[:, :, None] * w  # (pairs, C, 5, h, w)
+        if cfg.get("baseline", "blend") == "motion":
+            baseline = motion_inbetweens(first, last, 5)
+        else:
+            w = torch.linspace(0, 1, 5, device=video.device, dtype=video.dtype).view(1, 1, 5, 1, 1)
+            baseline = first[:, :, None] * (1 - w) + last[:, :, None] * w  # (pairs, C, 5, h, w)
         mask = torch.zeros_like(baseline[:, :1])
         mask[:, :, [0, -1]] = 1
         cond = baseline * mask
