@@ -7,7 +7,6 @@ CLIP text model with a tokenizer written offline, as diffusers' own tests do), s
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
@@ -59,7 +58,7 @@ def _unet3d(seed, sample_size):
 @pytest.fixture(scope="session")
 def zeroscope_folder(tmp_path_factory, tiny_clip_dir):
     """What ``TextToVideoSDPipeline.save_pretrained`` writes, for a tiny random model (32x32 frames)."""
-    from diffusers import DDIMScheduler, TextToVideoSDPipeline, UNet3DConditionModel
+    from diffusers import DDIMScheduler, TextToVideoSDPipeline
 
     te, tok = _text(tiny_clip_dir, 1)
     unet = _unet3d(0, sample_size=16)
@@ -304,7 +303,7 @@ def test_half_precision_keeps_fp32_masters_for_the_tuned_qkv(zeroscope_folder):
 
 def test_zeroscope_xl_stage_runs_only_when_asked(run_cli, clip_path, zeroscope_folder, tmp_path, monkeypatch,
                                                  tiny_clip_dir):
-    from diffusers import DDIMScheduler, TextToVideoSDPipeline, UNet3DConditionModel
+    from diffusers import DDIMScheduler, TextToVideoSDPipeline
 
     te, tok = _text(tiny_clip_dir, 7)
     unet = _unet3d(8, sample_size=32)

@@ -150,8 +150,6 @@ def read_clip(spec: str | Path, size: tuple[int, int] | None = None, crop: str =
     files = image_files(spec)
     if files is not None:
         return _read_images(files, size, crop)
-    if Path(spec).is_dir():  # pragma: no cover - image_files answers for folders
-        raise VmcError(f"{spec} is a folder without frames")
     return _read_video(Path(spec), size, crop)
 
 

@@ -25,8 +25,8 @@ import os
 from pathlib import Path
 
 from vmc_cli.errors import VmcError
-from vmc_cli.repos import RepoSpec, config_hash, missing_files, resolve_all
-from vmc_latent import LatentVideoBackend, is_hub_id
+from vmc_cli.repos import RepoSpec, config_hash, resolve_all
+from vmc_latent import LatentVideoBackend, is_hub_id, local_folder
 
 DEFAULT_BASE = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 DEFAULT_ADAPTER = "guoyww/animatediff-motion-adapter-v1-5-2"
@@ -84,13 +84,9 @@ class AnimateDiffBackend(LatentVideoBackend):
             base_folder, base_info = self._hub(base_spec(str(base)), "VMC_ANIMATEDIFF_BASE_REVISION", log)
         else:
             base_folder = Path(base).expanduser()
-            lacks = missing_files(base_folder, base_spec(base_folder.name), need_index=False)
-            if lacks:
-                raise VmcError(f"{base_folder} is not a Stable Diffusion 1.5 folder in the hub's layout "
-                               f"(lacks {', '.join(lacks[:4])})",
-                               "pass a base folder or hub id, or a folder AnimateDiffPipeline.save_pretrained wrote")
-            base_info = {"id": str(base_folder.resolve()), "revision": config_hash(base_folder, base_spec("x")),
-                         "source": "local"}
+            base_info = local_folder(base_folder, base_spec(base_folder.name),
+                                     "a Stable Diffusion 1.5 folder in the hub's layout",
+                                     "pass a base folder or hub id, or a folder AnimateDiffPipeline.save_pretrained wrote")
         unet_class = json.loads((base_folder / "unet" / "config.json").read_text()).get("_class_name")
         joined = unet_class == "UNetMotionModel"
         if adapter is None and joined:  # the pipeline folder's own adapter

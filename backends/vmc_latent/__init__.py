@@ -64,6 +64,19 @@ def is_hub_id(text: str) -> bool:
     return len(parts) == 2 and all(parts) and not Path(text).exists() and not text.startswith((".", "~"))
 
 
+def local_folder(folder: Path, spec, what: str, hint: str | None = None) -> dict:
+    """``{"id", "revision", "source": "local"}`` of a model ``folder`` in the hub's layout for
+    ``spec`` (a :class:`vmc_cli.repos.RepoSpec`); the revision is the hash of its configs.
+    One-line error naming the first missing files when ``folder`` lacks any (``what``
+    completes "is not ...")."""
+    from vmc_cli.repos import config_hash, missing_files
+
+    lacks = missing_files(folder, spec, need_index=False)
+    if lacks:
+        raise VmcError(f"{folder} is not {what} (lacks {', '.join(lacks[:4])})", hint)
+    return {"id": str(folder.resolve()), "revision": config_hash(folder, spec), "source": "local"}
+
+
 class LatentVideoBackend(Backend):
     """A key-frame model over VAE latents. Subclasses load ``_unet``, ``_vae``, ``_text_encoder``,
     ``_tokenizer`` and ``_scheduler_config`` (see ``load_parts``)."""

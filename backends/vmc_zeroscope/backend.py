@@ -29,8 +29,8 @@ import os
 from pathlib import Path
 
 from vmc_cli.errors import VmcError
-from vmc_cli.repos import RepoSpec, config_hash, missing_files, resolve_all
-from vmc_latent import LatentVideoBackend, is_hub_id
+from vmc_cli.repos import RepoSpec, resolve_all
+from vmc_latent import LatentVideoBackend, is_hub_id, local_folder
 
 DEFAULT_ID = "cerspense/zeroscope_v2_576w"
 XL_ID = "cerspense/zeroscope_v2_XL"
@@ -67,13 +67,8 @@ class ZeroScopeBackend(LatentVideoBackend):
         source = model_path or os.environ.get("VMC_ZEROSCOPE_MODEL") or DEFAULT_ID
         if not is_hub_id(str(source)):
             folder = Path(source).expanduser()
-            lacks = missing_files(folder, spec(folder.name), need_index=False)
-            if lacks:
-                raise VmcError(f"{folder} is not a ZeroScope/ModelScope folder in the hub's layout "
-                               f"(lacks {', '.join(lacks[:4])})",
-                               "pass the folder TextToVideoSDPipeline.save_pretrained wrote, or a hub id")
-            return folder, {"id": str(folder.resolve()), "revision": config_hash(folder, spec(folder.name)),
-                            "source": "local"}
+            return folder, local_folder(folder, spec(folder.name), "a ZeroScope/ModelScope folder in the hub's layout",
+                                        "pass the folder TextToVideoSDPipeline.save_pretrained wrote, or a hub id")
         revision = os.environ.get("VMC_ZEROSCOPE_REVISION", "main")
         found = resolve_all([spec(str(source))], {"keyframes": revision}, None,
                             "fp16" if _cuda() else None, log,
@@ -130,10 +125,8 @@ class ZeroScopeBackend(LatentVideoBackend):
         local = os.environ.get("VMC_ZEROSCOPE_XL_PATH")
         if local:
             folder = Path(local).expanduser()
-            lacks = missing_files(folder, spec(folder.name), need_index=False)
-            if lacks:
-                raise VmcError(f"VMC_ZEROSCOPE_XL_PATH={folder} is not a ZeroScope XL folder (lacks {', '.join(lacks[:4])})")
-            info = {"id": str(folder.resolve()), "revision": config_hash(folder, spec(folder.name)), "source": "local"}
+            info = local_folder(folder, spec(folder.name), "a ZeroScope XL folder",
+                                "VMC_ZEROSCOPE_XL_PATH names it; unset it to use the hub's")
             size = os.environ.get("VMC_ZEROSCOPE_XL_SIZE") or f"{2 * self.width}x{2 * self.height}"
         else:
             found = resolve_all([RepoSpec("xl", XL_ID, COMPONENTS, WEIGHTED, "the XL upscale stage")],
