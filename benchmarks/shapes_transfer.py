@@ -155,18 +155,18 @@ def run(args) -> dict:
                 tune_s = time.time() - t0
                 if cond_name == "fresh_noise":
                     noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(1000 + seed))
-                    runs = [(None, sample_from(backend, x0, prompts, steps=args.sample_steps,
-                                               guidance=args.guidance, noise=noise))]
+                    runs = [(None, g, sample_from(backend, x0, prompts, steps=args.sample_steps,
+                                                  guidance=g, noise=noise)) for g in args.guidance]
                 else:
-                    runs = [(s, sample_from(backend, x0, prompts, steps=args.sample_steps, guidance=args.guidance,
-                                            strength=s)) for s in args.strengths]
-                for strength, clips in runs:
+                    runs = [(s, g, sample_from(backend, x0, prompts, steps=args.sample_steps, guidance=g,
+                                               strength=s)) for s in args.strengths for g in args.guidance]
+                for strength, g, clips in runs:
                     for i, (clip, wanted) in enumerate(zip(clips, targets)):
                         rows.append({"source": source_name, "source_look": list(look), "condition": cond_name,
-                                     "seed": seed, "strength": strength, "prompt": prompts[i],
+                                     "seed": seed, "strength": strength, "guidance": g, "prompt": prompts[i],
                                      **measure(src_clip, src_measured, clip, wanted, look, not args.no_fidelity),
                                      "tune_s": round(tune_s, 2)})
-                        if seed == 0 and i == 0 and strength in (None, args.strengths[0]):
+                        if seed == 0 and i == 0 and strength in (None, args.strengths[0]) and g == args.guidance[0]:
                             frames_for_plot[(source_name, cond_name)] = clip
             done = [r for r in rows if r["source"] == source_name and r["condition"] == cond_name]
             print(f"{source_name:13s} {cond_name:14s} path {np.nanmean([r['path_error'] for r in done]):.3f} "
@@ -174,15 +174,22 @@ def run(args) -> dict:
                   flush=True)
         frames_for_plot[(source_name, "source")] = src_clip
     backend.unet.load_state_dict(base)
-    return {"rows": rows, "frames": frames_for_plot, "seconds": time.time() - started}
+    return {"rows": rows, "frames": frames_for_plot, "seconds": time.time() - started, "guidance": args.guidance[0]}
+
+
+def group(row: dict, several_guidances: bool) -> str:
+    """A row's condition, with ``@G`` for its guidance when a run compares several."""
+    return f"{row['condition']}@{row['guidance']:g}" if several_guidances else row["condition"]
 
 
 def summarise(rows: list[dict]) -> dict:
-    """Per condition and strength: mean and standard deviation over seeds of the per-seed means."""
+    """Per condition (and guidance, when several) and strength: mean and standard deviation
+    over seeds of the per-seed means."""
     out: dict = {}
-    for cond in dict.fromkeys(r["condition"] for r in rows):
-        for strength in dict.fromkeys(r["strength"] for r in rows if r["condition"] == cond):
-            sel = [r for r in rows if r["condition"] == cond and r["strength"] == strength]
+    several = len({r.get("guidance") for r in rows}) > 1
+    for cond in dict.fromkeys(group(r, several) for r in rows):
+        for strength in dict.fromkeys(r["strength"] for r in rows if group(r, several) == cond):
+            sel = [r for r in rows if group(r, several) == cond and r["strength"] == strength]
             per_seed = {k: [float(np.nanmean([float(r[k]) for r in sel if r["seed"] == s]))
                             for s in sorted({r["seed"] for r in sel})] for k in KEYS}
             out.setdefault(cond, {})["fresh" if strength is None else f"{strength:g}"] = {
@@ -191,7 +198,9 @@ def summarise(rows: list[dict]) -> dict:
 
 
 def label(cond: str) -> str:
-    return CONDITIONS[cond][1] if cond in CONDITIONS else cond
+    name, _, g = cond.partition("@")
+    text = CONDITIONS[name][1] if name in CONDITIONS else name
+    return f"{text}, guidance {g}" if g else text
 
 
 def table(summary: dict) -> str:
@@ -250,7 +259,8 @@ def plot_paths(result: dict, sources: list[str], conditions: list[str], strength
             p = paths[src]
             ax.plot(p[:, 0], p[:, 1], "k--", lw=1.5, marker="o", ms=2)
             for r in result["rows"]:
-                if r["source"] == src and r["condition"] == cond and r["strength"] in (None, strength):
+                if (r["source"] == src and r["condition"] == cond and r["strength"] in (None, strength)
+                        and r.get("guidance") in (None, result["guidance"])):
                     q = np.array(r["path"], float)
                     q[q < 0] = np.nan
                     ax.plot(q[:, 0], q[:, 1], lw=0.8, alpha=0.6, color=f"C{r['seed']}")
@@ -285,7 +295,8 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=3, help="new appearances per source")
     ap.add_argument("--strengths", nargs="+", type=float, default=[1.0, 0.9, 0.8, 0.7])
     ap.add_argument("--sample-steps", type=int, default=25, help="inversion and sampling steps")
-    ap.add_argument("--guidance", type=float, default=5.0)
+    ap.add_argument("--guidance", nargs="+", type=float, default=[5.0],
+                    help="classifier-free guidance scales (several: each condition once per scale)")
     ap.add_argument("--sources", nargs="+", default=list(SOURCES), choices=list(SOURCES))
     ap.add_argument("--conditions", nargs="+", default=list(CONDITIONS),
                     help=f"names ({', '.join(CONDITIONS)}) or settings LOSS:STEPS:LR[:TLO-THI[:TARGET]]")
@@ -304,7 +315,9 @@ def main() -> None:
             "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {args.threads} CPU threads, "
             f"torch {torch.__version__}", "seconds": round(result["seconds"], 1), "sources": args.sources,
             "prompts": args.prompts, "seeds": args.seeds, "strengths": args.strengths,
-            "sample_steps": args.sample_steps, "guidance": args.guidance, "invariant_prompt": INVARIANT_PROMPT,
+            "sample_steps": args.sample_steps,
+            "guidance": args.guidance if len(args.guidance) > 1 else args.guidance[0],
+            "invariant_prompt": INVARIANT_PROMPT,
             "conditions": {c: CONDITIONS.get(c, (c, c)) for c in args.conditions}}
     args.out.mkdir(parents=True, exist_ok=True)
     text = table(summary)
