@@ -153,20 +153,28 @@ def run(args) -> dict:
                 if kwargs:
                     tune(backend, x0, tuning_text, TuneConfig(seed=seed, **kwargs))
                 tune_s = time.time() - t0
-                if cond_name == "fresh_noise":
-                    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(1000 + seed))
-                    runs = [(None, g, sample_from(backend, x0, prompts, steps=args.sample_steps,
-                                                  guidance=g, noise=noise)) for g in args.guidance]
-                else:
-                    runs = [(s, g, sample_from(backend, x0, prompts, steps=args.sample_steps, guidance=g,
-                                               strength=s)) for s in args.strengths for g in args.guidance]
-                for strength, g, clips in runs:
+                tuned = {k: v.detach().clone() for k, v in backend.unet.state_dict().items()}
+                runs = []
+                for scale in args.motion_scales if kwargs else [1.0]:
+                    # vmc generate --motion-scale: W0 + scale (W - W0)
+                    backend.unet.load_state_dict({k: base[k] + scale * (tuned[k] - base[k]) if v.is_floating_point()
+                                                  else v for k, v in tuned.items()})
+                    if cond_name == "fresh_noise":
+                        noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(1000 + seed))
+                        runs += [(None, g, scale, sample_from(backend, x0, prompts, steps=args.sample_steps,
+                                                              guidance=g, noise=noise)) for g in args.guidance]
+                    else:
+                        runs += [(s, g, scale, sample_from(backend, x0, prompts, steps=args.sample_steps, guidance=g,
+                                                           strength=s)) for s in args.strengths for g in args.guidance]
+                for strength, g, scale, clips in runs:
                     for i, (clip, wanted) in enumerate(zip(clips, targets)):
                         rows.append({"source": source_name, "source_look": list(look), "condition": cond_name,
-                                     "seed": seed, "strength": strength, "guidance": g, "prompt": prompts[i],
+                                     "seed": seed, "strength": strength, "guidance": g, "motion_scale": scale,
+                                     "prompt": prompts[i],
                                      **measure(src_clip, src_measured, clip, wanted, look, not args.no_fidelity),
                                      "tune_s": round(tune_s, 2)})
-                        if seed == 0 and i == 0 and strength in (None, args.strengths[0]) and g == args.guidance[0]:
+                        if (seed == 0 and i == 0 and strength in (None, args.strengths[0]) and g == args.guidance[0]
+                                and scale == (args.motion_scales[0] if kwargs else 1.0)):
                             frames_for_plot[(source_name, cond_name)] = clip
             done = [r for r in rows if r["source"] == source_name and r["condition"] == cond_name]
             print(f"{source_name:13s} {cond_name:14s} path {np.nanmean([r['path_error'] for r in done]):.3f} "
@@ -174,22 +182,27 @@ def run(args) -> dict:
                   flush=True)
         frames_for_plot[(source_name, "source")] = src_clip
     backend.unet.load_state_dict(base)
-    return {"rows": rows, "frames": frames_for_plot, "seconds": time.time() - started, "guidance": args.guidance[0]}
+    return {"rows": rows, "frames": frames_for_plot, "seconds": time.time() - started, "guidance": args.guidance[0],
+            "motion_scale": args.motion_scales[0]}
 
 
-def group(row: dict, several_guidances: bool) -> str:
-    """A row's condition, with ``@G`` for its guidance when a run compares several."""
-    return f"{row['condition']}@{row['guidance']:g}" if several_guidances else row["condition"]
+def group(row: dict, several_guidances: bool, several_scales: bool = False) -> str:
+    """A row's condition, with ``@G`` for its guidance when a run compares several, and
+    ``xS`` for a tuned condition's motion scale when a run compares several."""
+    name = row["condition"]
+    if several_scales and CONDITIONS.get(name, (name,))[0]:
+        name += f"x{row.get('motion_scale', 1.0):g}"
+    return f"{name}@{row['guidance']:g}" if several_guidances else name
 
 
 def summarise(rows: list[dict]) -> dict:
     """Per condition (and guidance, when several) and strength: mean and standard deviation
     over seeds of the per-seed means."""
     out: dict = {}
-    several = len({r.get("guidance") for r in rows}) > 1
-    for cond in dict.fromkeys(group(r, several) for r in rows):
-        for strength in dict.fromkeys(r["strength"] for r in rows if group(r, several) == cond):
-            sel = [r for r in rows if group(r, several) == cond and r["strength"] == strength]
+    several = (len({r.get("guidance") for r in rows}) > 1, len({r.get("motion_scale", 1.0) for r in rows}) > 1)
+    for cond in dict.fromkeys(group(r, *several) for r in rows):
+        for strength in dict.fromkeys(r["strength"] for r in rows if group(r, *several) == cond):
+            sel = [r for r in rows if group(r, *several) == cond and r["strength"] == strength]
             per_seed = {k: [float(np.nanmean([float(r[k]) for r in sel if r["seed"] == s]))
                             for s in sorted({r["seed"] for r in sel})] for k in KEYS}
             out.setdefault(cond, {})["fresh" if strength is None else f"{strength:g}"] = {
@@ -199,7 +212,9 @@ def summarise(rows: list[dict]) -> dict:
 
 def label(cond: str) -> str:
     name, _, g = cond.partition("@")
+    name, _, scale = name.partition("x") if name.rpartition("x")[2].replace(".", "").isdigit() else (name, "", "")
     text = CONDITIONS[name][1] if name in CONDITIONS else name
+    text += f", motion scale {scale}" if scale else ""
     return f"{text}, guidance {g}" if g else text
 
 
@@ -260,7 +275,8 @@ def plot_paths(result: dict, sources: list[str], conditions: list[str], strength
             ax.plot(p[:, 0], p[:, 1], "k--", lw=1.5, marker="o", ms=2)
             for r in result["rows"]:
                 if (r["source"] == src and r["condition"] == cond and r["strength"] in (None, strength)
-                        and r.get("guidance") in (None, result["guidance"])):
+                        and r.get("guidance") in (None, result["guidance"])
+                        and r.get("motion_scale", 1.0) in (1.0, result["motion_scale"])):
                     q = np.array(r["path"], float)
                     q[q < 0] = np.nan
                     ax.plot(q[:, 0], q[:, 1], lw=0.8, alpha=0.6, color=f"C{r['seed']}")
@@ -297,6 +313,8 @@ def main() -> None:
     ap.add_argument("--sample-steps", type=int, default=25, help="inversion and sampling steps")
     ap.add_argument("--guidance", nargs="+", type=float, default=[5.0],
                     help="classifier-free guidance scales (several: each condition once per scale)")
+    ap.add_argument("--motion-scales", nargs="+", type=float, default=[1.0],
+                    help="tuned conditions sampled at each motion scale (vmc generate --motion-scale)")
     ap.add_argument("--sources", nargs="+", default=list(SOURCES), choices=list(SOURCES))
     ap.add_argument("--conditions", nargs="+", default=list(CONDITIONS),
                     help=f"names ({', '.join(CONDITIONS)}) or settings LOSS:STEPS:LR[:TLO-THI[:TARGET]]")
@@ -317,7 +335,7 @@ def main() -> None:
             "prompts": args.prompts, "seeds": args.seeds, "strengths": args.strengths,
             "sample_steps": args.sample_steps,
             "guidance": args.guidance if len(args.guidance) > 1 else args.guidance[0],
-            "invariant_prompt": INVARIANT_PROMPT,
+            "motion_scales": args.motion_scales, "invariant_prompt": INVARIANT_PROMPT,
             "conditions": {c: CONDITIONS.get(c, (c, c)) for c in args.conditions}}
     args.out.mkdir(parents=True, exist_ok=True)
     text = table(summary)
