@@ -7,7 +7,7 @@ square loop, a sine wave, a V, a hook), a shape size, a frame size (64 or 128 pi
 square or not) and a source look, writes the source as an mp4, then runs what a user
 runs, with the backend's defaults: ``vmc tune SOURCE.mp4 -p "a shape is moving"
 --backend shapes`` and ``vmc generate PROFILE -p "a <new colour> <new shape> is moving"
--o OUT.mp4``. The final mp4 (29 frames, 48x48) is read back and scored at the 8 key-frame
+-o OUT.mp4`` (and, per ``--also ARGS``, once more with those options). The final mp4 (29 frames, 48x48) is read back and scored at the 8 key-frame
 times: centroid path error against the source (fractions of the frame width) and whether
 it shows the new colour and shape. Prints one line per case and the means.
 """
@@ -54,7 +54,11 @@ def main() -> None:
     ap.add_argument("--cases", type=int, default=6)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "shapes_cli_check.json")
+    ap.add_argument("--also", action="append", default=[], metavar="ARGS",
+                    help="generate once more per case with these extra options (repeatable), "
+                         "e.g. --also '--guidance 5 --strength 0.7 --motion-scale 1'")
     args = ap.parse_args()
+    settings = ["", *args.also]
     rng = np.random.default_rng(args.seed)
     families = paths()
     rows = []
@@ -74,23 +78,27 @@ def main() -> None:
             tune = subprocess.run(["vmc", "tune", source, "-p", "a shape is moving", "--backend", "shapes",
                                    "--name", f"case{i}", "-q"], env=env, capture_output=True, text=True)
             assert tune.returncode == 0, tune.stderr
-            out = tmp / f"out{i}.mp4"
             prompt = caption(new_shape, new_colour)
-            gen = subprocess.run(["vmc", "generate", f"case{i}", "-p", prompt, "-o", out, "-q"], env=env,
-                                 capture_output=True, text=True)
-            assert gen.returncode == 0, gen.stderr
-            s = score(read_frames(source), read_frames(out))
-            row = {"case": i, "path": family, "size": list(size), "shape_size": round(shape_size, 3),
-                   "source": [colour, shape], "prompt": prompt, "path_error": s["path_error"],
-                   "appearance": (s["colour"], s["shape"]) == (new_colour, new_shape), "got": [s["colour"], s["shape"]],
-                   "seconds": round(time.time() - t0, 1)}
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-    errors = [r["path_error"] for r in rows if r["path_error"] is not None]
-    summary = {"cases": len(rows), "mean_path_error": float(np.mean(errors)) if errors else None,
-               "appearance_right": float(np.mean([r["appearance"] for r in rows])),
-               "seconds": round(time.time() - started, 1),
-               "command": "python benchmarks/shapes_cli_check.py " + " ".join(sys.argv[1:])}
+            for k, extra in enumerate(settings):
+                out = tmp / f"out{i}-{k}.mp4"
+                gen = subprocess.run(["vmc", "generate", f"case{i}", "-p", prompt, "-o", out, "-q", *extra.split()],
+                                     env=env, capture_output=True, text=True)
+                assert gen.returncode == 0, gen.stderr
+                s = score(read_frames(source), read_frames(out))
+                row = {"case": i, "generate": extra or "defaults", "path": family, "size": list(size),
+                       "shape_size": round(shape_size, 3), "source": [colour, shape], "prompt": prompt,
+                       "path_error": s["path_error"], "appearance": (s["colour"], s["shape"]) == (new_colour, new_shape),
+                       "got": [s["colour"], s["shape"]], "seconds": round(time.time() - t0, 1)}
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    summary = {"cases": args.cases, "seconds": round(time.time() - started, 1),
+               "command": "python benchmarks/shapes_cli_check.py " + " ".join(sys.argv[1:]), "by_setting": {}}
+    for extra in settings:
+        sel = [r for r in rows if r["generate"] == (extra or "defaults")]
+        errors = [r["path_error"] for r in sel if r["path_error"] is not None]
+        summary["by_setting"][extra or "defaults"] = {
+            "mean_path_error": float(np.mean(errors)) if errors else None,
+            "appearance_right": float(np.mean([r["appearance"] for r in sel]))}
     print(json.dumps(summary))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"summary": summary, "rows": rows}, indent=1) + "\n")

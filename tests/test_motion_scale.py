@@ -88,3 +88,29 @@ def test_invert_takes_the_scale_and_bad_values_are_refused(run_cli, clip_path):
     for bad in ("-0.5", "nan", "inf"):
         r = run_cli("generate", "p", "-p", "x", "--motion-scale", bad)
         assert r.code == 1 and "--motion-scale must be a number >= 0" in r.stderr, r
+
+
+def test_backend_default_scale_applies_when_the_option_is_left_out(run_cli, clip_path, tmp_path, monkeypatch):
+    """A backend may default to another scale (the shapes backend uses 0.5): without
+    --motion-scale, generate must use it, say so in its JSON, and give the video of that
+    scale given explicitly; an explicit --motion-scale still wins."""
+    from vmc_tiny.backend import TinyBackend
+
+    r = run_cli("tune", clip_path, "-p", "a disc", "--steps", "3", "--lr", "3e-2", "--name", "d")
+    assert r.code == 0, r
+
+    def keyframes(tag, *scale):
+        out = tmp_path / tag
+        r = run_cli("generate", "d", "-p", "a square", "-o", out, *COMMON, *scale, "--json")
+        assert r.code == 0, r
+        return r.json()["videos"][0]["motion_scale"], read_frames(out)
+
+    s1, at_one = keyframes("one")
+    assert s1 == 1.0
+    _, at_zero = keyframes("zero", "--motion-scale", "0")
+    assert not np.array_equal(at_one, at_zero)
+    monkeypatch.setattr(TinyBackend, "defaults", {**TinyBackend.defaults, "motion_scale": 0.0})
+    s, frames = keyframes("default")
+    assert s == 0.0 and np.array_equal(frames, at_zero)
+    s, frames = keyframes("explicit", "--motion-scale", "1")
+    assert s == 1.0 and np.array_equal(frames, at_one)

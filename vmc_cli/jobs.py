@@ -242,10 +242,15 @@ def check_motion_scale(scale: float | None) -> None:
                        "1 is the profile as tuned, 0 the base model, 0.6-0.8 softens it, above 1 exaggerates it")
 
 
+def motion_scale_for(backend, scale: float | None) -> float:
+    """``--motion-scale`` as given, else the backend's default (1: the profile as tuned)."""
+    return or_default(scale, backend.defaults.get("motion_scale", 1.0))
+
+
 def load_profile(name: str, *, store: ProfileStore, runtime: Runtime, backend_name: str | None,
-                 stages: tuple[str, ...], motion_scale: float = 1.0):
-    """Backend with the profile's tuned weights applied (at ``motion_scale``: W0 + S (W - W0)),
-    plus the manifest."""
+                 stages: tuple[str, ...], motion_scale: float | None = 1.0):
+    """Backend with the profile's tuned weights applied (at ``motion_scale``: W0 + S (W - W0);
+    None: the backend's default), plus the manifest."""
     from .plugins import get_backend
 
     manifest = store.manifest(name)
@@ -267,7 +272,8 @@ def load_profile(name: str, *, store: ProfileStore, runtime: Runtime, backend_na
             runtime.progress.log(f"note: profile {name!r} was tuned with {role} {then.get('id')}@"
                                  f"{str(then.get('revision'))[:12]}; this run uses {now_info.get('id')}@"
                                  f"{str(now_info.get('revision'))[:12]}")
-    apply_weights(backend.unet, blend_weights(backend.unet, store.load(name, WEIGHTS, manifest), motion_scale))
+    apply_weights(backend.unet, blend_weights(backend.unet, store.load(name, WEIGHTS, manifest),
+                                              motion_scale_for(backend, motion_scale)))
     return backend, manifest
 
 
@@ -315,9 +321,9 @@ def invert_profile(name: str, *, store: ProfileStore, runtime: Runtime, steps: i
     check_strength(strength)
     check_counts(steps=steps)
     check_motion_scale(motion_scale)
-    motion_scale = or_default(motion_scale, 1.0)
     backend, manifest = load_profile(name, store=store, runtime=runtime, backend_name=backend_name,
                                      stages=("keyframes",), motion_scale=motion_scale)
+    motion_scale = motion_scale_for(backend, motion_scale)
     steps = or_default(steps, backend.defaults["invert_steps"])
     strength = or_default(strength, backend.defaults.get("strength", 1.0))
     _, info = invert(backend, name, manifest, store, steps, runtime.progress, strength,
@@ -351,7 +357,6 @@ def generate(name: str, prompts: list[str], outputs: list[Path], *, store: Profi
     check_counts(steps=steps, invert_steps=invert_steps)
     check_strength(strength)
     check_motion_scale(motion_scale)
-    motion_scale = or_default(motion_scale, 1.0)
     if fps is not None and not fps > 0:
         raise VmcError(f"--fps must be positive, got {fps}")
     for out in outputs:
@@ -361,6 +366,7 @@ def generate(name: str, prompts: list[str], outputs: list[Path], *, store: Profi
     backend, manifest = load_profile(name, store=store, runtime=runtime, backend_name=backend_name,
                                      stages=wanted_stages,
                                      motion_scale=motion_scale)
+    motion_scale = motion_scale_for(backend, motion_scale)
     steps = or_default(steps, backend.defaults["sample_steps"])
     guidance = or_default(guidance, backend.defaults["guidance"])
     invert_steps = or_default(invert_steps, backend.defaults["invert_steps"])
