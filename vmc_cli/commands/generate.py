@@ -62,6 +62,16 @@ class _Processes:
     def wait(self) -> None:
         self.state.wait_for_everyone()
 
+    def close(self) -> None:
+        """Leave the process group, every process together. A gloo group left to the
+        interpreter's exit can abort the process ("terminate called without an active
+        exception") after its work is done."""
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+
 
 def _processes() -> _Processes | None:
     """The accelerate process group when launched as several processes, else None (no import)."""
@@ -167,6 +177,7 @@ def generate(
         from accelerate.utils import gather_object
 
         results = sorted(gather_object(results), key=lambda r: r["index"])
+        processes.close()
         if not processes.is_main:
             return
     if as_json:
