@@ -7,9 +7,10 @@ square loop, a sine wave, a V, a hook), a shape size, a frame size (64 or 128 pi
 square or not) and a source look, writes the source as an mp4, then runs what a user
 runs, with the backend's defaults: ``vmc tune SOURCE.mp4 -p "a shape is moving"
 --backend shapes`` and ``vmc generate PROFILE -p "a <new colour> <new shape> is moving"
--o OUT.mp4`` (and, per ``--also ARGS``, once more with those options). The final mp4 (29 frames, 48x48) is read back and scored at the 8 key-frame
-times: centroid path error against the source (fractions of the frame width) and whether
-it shows the new colour and shape. Prints one line per case and the means.
+-o OUT.mp4`` (and, per ``--also ARGS``, once more with those options). The final mp4
+(29 frames, 48x48) is read back and scored at the 8 key-frame times: centroid path error
+against the source (fractions of the frame width) and whether it shows the new colour and
+shape. Prints one line per case and the means.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -92,7 +94,7 @@ def main() -> None:
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     summary = {"cases": args.cases, "seconds": round(time.time() - started, 1),
-               "command": "python benchmarks/shapes_cli_check.py " + " ".join(sys.argv[1:]), "by_setting": {}}
+               "command": shlex.join(["python", "benchmarks/shapes_cli_check.py", *sys.argv[1:]]), "by_setting": {}}
     for extra in settings:
         sel = [r for r in rows if r["generate"] == (extra or "defaults")]
         errors = [r["path_error"] for r in sel if r["path_error"] is not None]

@@ -125,7 +125,7 @@ def measure(source_clip, source_path, clip, wanted, source_look, fidelity: bool 
 def run(args) -> dict:
     from shapes_tuning_check import parse_setting
 
-    from vmc_cli.tuning import TuneConfig, tune
+    from vmc_cli.tuning import TuneConfig, apply_weights, blend_weights, tune
     from vmc_shapes.backend import ShapesBackend
     from vmc_shapes.world import caption, centroid_path, held_out_paths, render
 
@@ -150,15 +150,13 @@ def run(args) -> dict:
             for seed in range(args.seeds if kwargs or cond_name == "fresh_noise" else 1):
                 backend.unet.load_state_dict(base)
                 t0 = time.time()
-                if kwargs:
-                    tune(backend, x0, tuning_text, TuneConfig(seed=seed, **kwargs))
+                tuned = tune(backend, x0, tuning_text, TuneConfig(seed=seed, **kwargs))["weights"] if kwargs else {}
                 tune_s = time.time() - t0
-                tuned = {k: v.detach().clone() for k, v in backend.unet.state_dict().items()}
                 runs = []
                 for scale in args.motion_scales if kwargs else [1.0]:
-                    # vmc generate --motion-scale: W0 + scale (W - W0)
-                    backend.unet.load_state_dict({k: base[k] + scale * (tuned[k] - base[k]) if v.is_floating_point()
-                                                  else v for k, v in tuned.items()})
+                    # as vmc generate --motion-scale does it: W0 + scale (W - W0), from the base model
+                    backend.unet.load_state_dict(base)
+                    apply_weights(backend.unet, blend_weights(backend.unet, tuned, scale))
                     if cond_name == "fresh_noise":
                         noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(1000 + seed))
                         runs += [(None, g, scale, sample_from(backend, x0, prompts, steps=args.sample_steps,
@@ -188,10 +186,10 @@ def run(args) -> dict:
 
 def group(row: dict, several_guidances: bool, several_scales: bool = False) -> str:
     """A row's condition, with ``@G`` for its guidance when a run compares several, and
-    ``xS`` for a tuned condition's motion scale when a run compares several."""
+    `` xS`` for a tuned condition's motion scale when a run compares several."""
     name = row["condition"]
     if several_scales and CONDITIONS.get(name, (name,))[0]:
-        name += f"x{row.get('motion_scale', 1.0):g}"
+        name += f" x{row.get('motion_scale', 1.0):g}"
     return f"{name}@{row['guidance']:g}" if several_guidances else name
 
 
@@ -203,16 +201,22 @@ def summarise(rows: list[dict]) -> dict:
     for cond in dict.fromkeys(group(r, *several) for r in rows):
         for strength in dict.fromkeys(r["strength"] for r in rows if group(r, *several) == cond):
             sel = [r for r in rows if group(r, *several) == cond and r["strength"] == strength]
-            per_seed = {k: [float(np.nanmean([float(r[k]) for r in sel if r["seed"] == s]))
+            per_seed = {k: [_mean([float(r[k]) for r in sel if r["seed"] == s])
                             for s in sorted({r["seed"] for r in sel})] for k in KEYS}
             out.setdefault(cond, {})["fresh" if strength is None else f"{strength:g}"] = {
                 k: {"mean": float(np.mean(v)), "std": float(np.std(v))} for k, v in per_seed.items()}
     return out
 
 
+def _mean(values: list[float]) -> float:
+    """Mean of the measured values (NaN marks one not measured, as with ``--no-fidelity``)."""
+    kept = [v for v in values if v == v]
+    return float(np.mean(kept)) if kept else float("nan")
+
+
 def label(cond: str) -> str:
     name, _, g = cond.partition("@")
-    name, _, scale = name.partition("x") if name.rpartition("x")[2].replace(".", "").isdigit() else (name, "", "")
+    name, _, scale = name.partition(" x")  # condition names and settings hold no spaces
     text = CONDITIONS[name][1] if name in CONDITIONS else name
     text += f", motion scale {scale}" if scale else ""
     return f"{text}, guidance {g}" if g else text
@@ -225,6 +229,8 @@ def table(summary: dict) -> str:
         for strength, s in by_strength.items():
             def cell(k, pct=False):
                 m, sd = s[k]["mean"], s[k]["std"]
+                if m != m:
+                    return "not measured"
                 return f"{100 * m:.0f}% ± {100 * sd:.0f}" if pct else f"{m:.3f} ± {sd:.3f}"
             lines.append(f"| {label(cond)} | {strength} | {cell('path_error')} | {cell('appearance', True)} "
                          f"| {cell('leak', True)} | {cell('motion_fidelity')} |")

@@ -86,6 +86,9 @@ def test_same_seed_same_result(tiny):
                 p.copy_(before[name])
     assert runs[0]["losses"] == runs[1]["losses"]
     assert all(torch.equal(runs[0]["weights"][k], runs[1]["weights"][k]) for k in runs[0]["weights"])
+    # the returned weights are a snapshot: restoring the model after each run left them tuned
+    # (were they views of the live parameters, both runs would now hold the base weights)
+    assert all(not torch.equal(w, before[k]) for k, w in runs[0]["weights"].items())
 
 
 def test_bad_config_values():

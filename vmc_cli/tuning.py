@@ -172,7 +172,9 @@ def tune(backend, video: torch.Tensor, text: torch.Tensor, config: TuneConfig,
     finally:
         unet.eval()
         unet.requires_grad_(False)
-    weights = {n: p.detach().to("cpu", torch.float32).contiguous() for n, p in targets.items()}
+    # a snapshot (copy=True): on a CPU fp32 model a plain .to() would alias the live parameters,
+    # and a caller that then reloads the base weights would see its "tuned" weights change
+    weights = {n: p.detach().to("cpu", torch.float32, copy=True).contiguous() for n, p in targets.items()}
     return {"weights": weights, "losses": losses, "parameters": sum(w.numel() for w in weights.values()),
             "resumed_at": first}
 
