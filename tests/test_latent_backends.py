@@ -274,8 +274,54 @@ def test_offline_without_the_files_is_one_error_with_the_download_commands(backe
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 2 and lines[0].startswith("Error: ") and lines[1].startswith("Hint: "), r.stderr
     assert "are not on this machine and the hub cannot be reached" in lines[0]
-    for name in names:
-        assert name in lines[0] and f"hf download {name}" in lines[1]
+    from vmc_cli.repos import PINNED
+
+    for name in names:  # each at its pinned commit, in the message and in the command that fetches it
+        assert f"{name}@{PINNED[name]}" in lines[0] and f"hf download {name} --revision {PINNED[name]}" in lines[1]
+
+
+@pytest.mark.parametrize("backend, variable, name", [
+    ("zeroscope", "VMC_ZEROSCOPE_REVISION", "cerspense/zeroscope_v2_576w"),
+    ("animatediff", "VMC_ANIMATEDIFF_ADAPTER_REVISION", "guoyww/animatediff-motion-adapter-v1-5-2"),
+])
+def test_the_revision_variable_overrides_the_pin(backend, variable, name, clip_path, tmp_path):
+    env = {**__import__("os").environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "empty-hf"),
+           "VMC_HOME": str(tmp_path / "home"), variable: "main"}
+    r = subprocess.run([sys.executable, "-m", "vmc_cli", "tune", str(clip_path), "-p", "a disc", "--backend", backend,
+                        "--steps", "1"], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1
+    assert f"{name}@main" in r.stderr and f"hf download {name}`" in r.stderr.replace(" &&", "`"), r.stderr
+
+
+def test_a_cached_snapshot_at_the_pin_is_used_over_main(zeroscope_folder, tmp_path, monkeypatch):
+    """Offline, with the hub cache holding two commits of the default repository and ``main``
+    pointing at the other one, the backend loads the pinned commit and records it."""
+    from huggingface_hub import constants
+
+    from vmc_cli.repos import PINNED
+    from vmc_zeroscope.backend import DEFAULT_ID
+
+    cache = tmp_path / "hf-cache"
+    repo = cache / ("models--" + DEFAULT_ID.replace("/", "--"))
+    (repo / "refs").mkdir(parents=True)
+    (repo / "snapshots").mkdir()
+    newer = "c" * 40
+    (repo / "refs" / "main").write_text(newer)
+    for commit in (PINNED[DEFAULT_ID], newer):
+        (repo / "snapshots" / commit).symlink_to(zeroscope_folder, target_is_directory=True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.delenv("VMC_ZEROSCOPE_REVISION", raising=False)
+    monkeypatch.delenv("VMC_ZEROSCOPE_MODEL", raising=False)
+    from vmc_zeroscope.backend import ZeroScopeBackend
+
+    pinned = ZeroScopeBackend()
+    pinned.configure()
+    assert pinned.model_info()["keyframes"] == {"id": DEFAULT_ID, "revision": PINNED[DEFAULT_ID], "source": "hub"}
+    monkeypatch.setenv("VMC_ZEROSCOPE_REVISION", "main")
+    latest = ZeroScopeBackend()
+    latest.configure()
+    assert latest.model_info()["keyframes"]["revision"] == newer
 
 
 def test_backends_lists_them_with_their_defaults(run_cli):
@@ -321,3 +367,14 @@ def test_zeroscope_xl_stage_runs_only_when_asked(run_cli, clip_path, zeroscope_f
     assert plain.shape == (8, 32, 32, 3) and big.shape == (8, 64, 64, 3)  # twice the key-frames (a local XL)
     r = run_cli("generate", "z", "-o", tmp_path / "bad", *common, "--stages", "all,sr9")
     assert r.code == 1 and "has no stage 'sr9'" in r.stderr
+
+
+def test_the_readme_download_commands_carry_the_pins():
+    import re
+    from pathlib import Path
+
+    from vmc_cli.repos import PINNED
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    found = dict(re.findall(r"hf download (\S+/\S+) --revision ([0-9a-f]{40})", readme))
+    assert found and all(PINNED[repo] == commit for repo, commit in found.items()), found

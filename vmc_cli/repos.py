@@ -31,6 +31,20 @@ from typing import Callable
 
 from vmc_cli.errors import VmcError
 
+#: The hub commits the latent backends load by default, per repository; each backend's
+#: ``VMC_*_REVISION`` variable overrides its pin (``main`` takes the newest). A repository not
+#: listed here is taken at ``main``. The commits are the snapshot folder names
+#: (``models--OWNER--NAME/snapshots/<commit>``) of caches that loaded these models, seen in
+#: public code and logs; the machine that wrote this table had no network to check them
+#: against the hub. A pin the hub does not know fails the download with a one-line error
+#: naming the variable that overrides it.
+PINNED: dict[str, str] = {
+    "cerspense/zeroscope_v2_576w": "6963642a64dbefa93663d1ecebb4ceda2d9ecb28",
+    "damo-vilab/text-to-video-ms-1.7b": "338683c3175cde59b407a699af8fe68f4a2b8f74",
+    "stable-diffusion-v1-5/stable-diffusion-v1-5": "451f4fe16113bff5a5d2269ed5ad43b0592e9a14",
+    "guoyww/animatediff-motion-adapter-v1-5-2": "6167b88ffe39b4441fdf2113e77b99a6f56b7906",
+}
+
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 CONFIG_SUFFIXES = (".json", ".txt", ".model")
 _VARIANT = re.compile(r"\.(fp16|bf16|fp32)(?=[.-])")
@@ -195,7 +209,16 @@ def from_hub_cache(spec: RepoSpec, revision: str) -> tuple[Path, str] | None:
     return snapshot, snapshot.name
 
 
-def download(spec: RepoSpec, revision: str, prefer_variant: str | None, log: Callable[[str], None]) -> tuple[Path, str]:
+def revision_for(repo_id: str, env: str) -> str:
+    """The revision to load ``repo_id`` at: the environment variable ``env`` when set, else
+    the repository's pin in :data:`PINNED`, else ``main``."""
+    import os
+
+    return os.environ.get(env, "").strip() or PINNED.get(repo_id, "main")
+
+
+def download(spec: RepoSpec, revision: str, prefer_variant: str | None, log: Callable[[str], None],
+             revisions_env: str | None = None) -> tuple[Path, str]:
     """Download the files ``spec`` needs at ``revision``; returns (snapshot folder, commit)."""
     from huggingface_hub import HfApi, snapshot_download
     from huggingface_hub.errors import (
@@ -215,8 +238,9 @@ def download(spec: RepoSpec, revision: str, prefer_variant: str | None, log: Cal
         raise VmcError(f"{spec.repo_id} is gated: the hub refused the download",
                        f"accept its license on {page} (logged in), then run `hf auth login`") from None
     except RevisionNotFoundError:
+        where = f"set {revisions_env} to" if revisions_env else "pin"
         raise VmcError(f"{spec.repo_id} has no revision {revision!r}",
-                       f"pin an existing branch, tag or commit (see {page}/commits/main)") from None
+                       f"{where} an existing branch, tag or commit, such as main (see {page}/commits/main)") from None
     except RepositoryNotFoundError:
         raise VmcError(f"the hub has no repository {spec.repo_id} (or it is private)",
                        "check the id, or run `hf auth login`") from None
@@ -265,7 +289,7 @@ def resolve_all(specs: list[RepoSpec], revisions: dict[str, str], root: Path | N
         if reachable is None:
             reachable = hub_reachable()
         if reachable:
-            folder, commit = download(spec, revision, prefer_variant, log)
+            folder, commit = download(spec, revision, prefer_variant, log, revisions_env)
             lacks = missing_files(folder, spec)
             if lacks:
                 raise VmcError(f"{spec.repo_id}@{commit[:10]} lacks {', '.join(lacks)}",

@@ -20,6 +20,7 @@ def register_backends(register):
         animatediff_backend,
         description="AnimateDiff: a MotionAdapter (default guoyww/animatediff-motion-adapter-v1-5-2, --adapter) "
         "joined to a Stable Diffusion 1.5 base (default stable-diffusion-v1-5/stable-diffusion-v1-5, "
-        "--model-path) as diffusers' UNetMotionModel, 16 frames at 512x512 over VAE latents; the motion "
+        "--model-path), both at pinned hub commits (VMC_ANIMATEDIFF_ADAPTER_REVISION, VMC_ANIMATEDIFF_BASE_REVISION "
+        "override), as diffusers' UNetMotionModel, 16 frames at 512x512 over VAE latents; the motion "
         "modules' attention is tuned, so a profile moves to another SD1.5 base; needs the hub weights and a CUDA GPU",
     )

@@ -4,11 +4,12 @@ diffusers' ``UNetMotionModel``.
 - Base (``--model-path``): a folder in the hub's layout or a hub id holding ``unet/``
   (``UNet2DConditionModel``), ``vae/``, ``text_encoder/``, ``tokenizer/``, ``scheduler/``;
   default ``stable-diffusion-v1-5/stable-diffusion-v1-5`` at ``VMC_ANIMATEDIFF_BASE_REVISION``
-  (default ``main``). A folder written by ``AnimateDiffPipeline.save_pretrained`` also
+  (default: the commit pinned in ``vmc_cli.repos.PINNED``; ``main`` for an id without a pin). A folder written by ``AnimateDiffPipeline.save_pretrained`` also
   works: its ``unet/`` is already a ``UNetMotionModel`` and its adapter is the one in
   ``motion_adapter/`` (or, without that folder, the motion modules inside the UNet).
 - Adapter (``--adapter``): a ``MotionAdapter`` folder or hub id; default
-  ``guoyww/animatediff-motion-adapter-v1-5-2`` at ``VMC_ANIMATEDIFF_ADAPTER_REVISION``.
+  ``guoyww/animatediff-motion-adapter-v1-5-2`` at ``VMC_ANIMATEDIFF_ADAPTER_REVISION`` (pinned
+  in the same way).
 - The temporal attention VMC tunes is the motion modules' attention
   (``motion_modules``; q/k/v by default).
 
@@ -25,7 +26,7 @@ import os
 from pathlib import Path
 
 from vmc_cli.errors import VmcError
-from vmc_cli.repos import RepoSpec, config_hash, resolve_all
+from vmc_cli.repos import RepoSpec, config_hash, resolve_all, revision_for
 from vmc_latent import LatentVideoBackend, is_hub_id, local_folder
 
 DEFAULT_BASE = "stable-diffusion-v1-5/stable-diffusion-v1-5"
@@ -63,7 +64,7 @@ class AnimateDiffBackend(LatentVideoBackend):
         return self.unet(x, t, encoder_hidden_states=text).sample
 
     def _hub(self, spec: RepoSpec, revision_env: str, log):
-        found = resolve_all([spec], {spec.role: os.environ.get(revision_env, "main")}, None,
+        found = resolve_all([spec], {spec.role: revision_for(spec.repo_id, revision_env)}, None,
                             "fp16" if _cuda() else None, log, family="AnimateDiff", path_env=None,
                             revisions_env=revision_env)[spec.role]
         return found.folder, found.info()
@@ -74,8 +75,8 @@ class AnimateDiffBackend(LatentVideoBackend):
         wanted_adapter = adapter or os.environ.get("VMC_ANIMATEDIFF_ADAPTER") or DEFAULT_ADAPTER
         if is_hub_id(str(base)) and is_hub_id(str(wanted_adapter)):  # one error naming both when missing
             found = resolve_all([base_spec(str(base)), adapter_spec(str(wanted_adapter))],
-                                {"base": os.environ.get("VMC_ANIMATEDIFF_BASE_REVISION", "main"),
-                                 "keyframes": os.environ.get("VMC_ANIMATEDIFF_ADAPTER_REVISION", "main")},
+                                {"base": revision_for(str(base), "VMC_ANIMATEDIFF_BASE_REVISION"),
+                                 "keyframes": revision_for(str(wanted_adapter), "VMC_ANIMATEDIFF_ADAPTER_REVISION")},
                                 None, "fp16" if _cuda() else None, log, family="AnimateDiff", path_env=None,
                                 revisions_env="VMC_ANIMATEDIFF_BASE_REVISION / VMC_ANIMATEDIFF_ADAPTER_REVISION")
             return (found["base"].folder, found["base"].info(), found["keyframes"].folder,

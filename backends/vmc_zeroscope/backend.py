@@ -8,11 +8,13 @@ Models, part by part (diffusers' model classes, not the pipeline): ``UNet3DCondi
   ``TextToVideoSDPipeline.save_pretrained`` writes); its revision is a hash of its
   configuration files;
 - ``--model-path OWNER/NAME`` or, by default, ``cerspense/zeroscope_v2_576w``: the hub
-  repository at ``VMC_ZEROSCOPE_REVISION`` (default ``main``; the commit found is what the
-  profile records), from the cache, or downloaded when the hub can be reached.
+  repository at ``VMC_ZEROSCOPE_REVISION`` (default: the commit pinned in
+  ``vmc_cli.repos.PINNED`` for the two known ids, ``main`` for another; the commit found is
+  what the profile records), from the cache, or downloaded when the hub can be reached.
 
 Optional stage ``xl`` (``vmc generate ... --stages all,xl``): ZeroScope's video-to-video
-upscale, ``cerspense/zeroscope_v2_XL`` (``VMC_ZEROSCOPE_XL_REVISION``; or a local folder,
+upscale, ``cerspense/zeroscope_v2_XL`` (``VMC_ZEROSCOPE_XL_REVISION``, default ``main``: no pin is
+known for it; or a local folder,
 ``VMC_ZEROSCOPE_XL_PATH``): the frames resized to 1024x576 (a local XL folder: twice the
 key-frame size, or ``VMC_ZEROSCOPE_XL_SIZE=WxH``), encoded with its VAE, noised to
 strength 0.6 and denoised with its UNet under the prompt (as ZeroScope's authors upscale).
@@ -29,7 +31,7 @@ import os
 from pathlib import Path
 
 from vmc_cli.errors import VmcError
-from vmc_cli.repos import RepoSpec, resolve_all
+from vmc_cli.repos import RepoSpec, resolve_all, revision_for
 from vmc_latent import LatentVideoBackend, is_hub_id, local_folder
 
 DEFAULT_ID = "cerspense/zeroscope_v2_576w"
@@ -69,7 +71,7 @@ class ZeroScopeBackend(LatentVideoBackend):
             folder = Path(source).expanduser()
             return folder, local_folder(folder, spec(folder.name), "a ZeroScope/ModelScope folder in the hub's layout",
                                         "pass the folder TextToVideoSDPipeline.save_pretrained wrote, or a hub id")
-        revision = os.environ.get("VMC_ZEROSCOPE_REVISION", "main")
+        revision = revision_for(str(source), "VMC_ZEROSCOPE_REVISION")
         found = resolve_all([spec(str(source))], {"keyframes": revision}, None,
                             "fp16" if _cuda() else None, log,
                             family="ZeroScope", path_env=None, revisions_env="VMC_ZEROSCOPE_REVISION")["keyframes"]
@@ -130,7 +132,7 @@ class ZeroScopeBackend(LatentVideoBackend):
             size = os.environ.get("VMC_ZEROSCOPE_XL_SIZE") or f"{2 * self.width}x{2 * self.height}"
         else:
             found = resolve_all([RepoSpec("xl", XL_ID, COMPONENTS, WEIGHTED, "the XL upscale stage")],
-                                {"xl": os.environ.get("VMC_ZEROSCOPE_XL_REVISION", "main")}, None,
+                                {"xl": revision_for(XL_ID, "VMC_ZEROSCOPE_XL_REVISION")}, None,
                                 "fp16" if _cuda() else None, log, family="ZeroScope XL", path_env=None,
                                 revisions_env="VMC_ZEROSCOPE_XL_REVISION")["xl"]
             folder, info = found.folder, found.info()
