@@ -224,6 +224,32 @@ def test_gradient_checkpointing_takes_effect(name, zeroscope_folder, animatediff
     assert all(torch.allclose(plain_grads[k], ckpt_grads[k], atol=1e-6) for k in plain_grads)
 
 
+@pytest.mark.parametrize("name", ["zeroscope", "animatediff"])
+def test_offload_keeps_the_vae_and_text_encoder_off_the_device_with_the_same_results(
+        name, zeroscope_folder, animatediff_folders, monkeypatch):
+    """VMC_<BACKEND>_OFFLOAD=1: between calls the VAE's and the text encoder's weights live
+    only in accelerate's CPU store (their parameters are on the meta device), and encoding a
+    clip, encoding a prompt and decoding give exactly what they give without offload. (Run
+    on a CPU, so it checks the wiring, not the memory saved on a GPU.)"""
+    paths = (dict(model_path=str(zeroscope_folder)) if name == "zeroscope" else
+             dict(model_path=str(animatediff_folders["base_a"]), adapter=str(animatediff_folders["adapter_1"])))
+    frames = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+
+    def run(flag):
+        monkeypatch.setenv(f"VMC_{name.upper()}_OFFLOAD", flag)
+        backend = loaded(name, **paths)
+        devices = {p.device.type for m in (backend._vae, backend._text_encoder) for p in m.parameters()}
+        z = backend.frames_to_model(frames)
+        text = backend.encode_prompts(["a disc"])
+        return devices, z, text, backend.model_to_frames(z), {p.device.type for p in backend.unet.parameters()}
+
+    plain, offloaded = run("0"), run("1")
+    assert plain[0] == {"cpu"} and offloaded[0] == {"meta"}
+    assert offloaded[4] == {"cpu"}  # the UNet stays where it runs
+    assert torch.equal(plain[1], offloaded[1]) and torch.equal(plain[2], offloaded[2])
+    assert np.array_equal(plain[3], offloaded[3])
+
+
 # -- animatediff --------------------------------------------------------------------------------
 def test_animatediff_profiles_move_across_bases_but_not_adapters(run_cli, clip_path, animatediff_folders, tmp_path):
     f = animatediff_folders
