@@ -114,7 +114,6 @@ class LatentVideoBackend(Backend):
         scheduler config, from a folder in the hub's layout."""
         import json
 
-        import torch
         from diffusers import AutoencoderKL
         from transformers import CLIPTextModel, CLIPTokenizer
 
@@ -122,13 +121,24 @@ class LatentVideoBackend(Backend):
 
         text_folder = text_folder or folder
         with quiet_libraries(), no_progress_bars():
-            self._unet = unet_loader(folder, dtype).eval().requires_grad_(False)
-            self._vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=dtype).eval()
-            self._text_encoder = CLIPTextModel.from_pretrained(text_folder / "text_encoder", dtype=dtype).eval()
-            self._tokenizer = CLIPTokenizer.from_pretrained(text_folder / "tokenizer")
-        self._vae.requires_grad_(False)
-        self._text_encoder.requires_grad_(False)
-        self._scheduler_config = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
+            unet = unet_loader(folder, dtype)
+            vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=dtype)
+            text_encoder = CLIPTextModel.from_pretrained(text_folder / "text_encoder", dtype=dtype)
+            tokenizer = CLIPTokenizer.from_pretrained(text_folder / "tokenizer")
+        self.use_parts(unet, vae, text_encoder, tokenizer,
+                       json.loads((folder / "scheduler" / "scheduler_config.json").read_text()), dtype)
+
+    def use_parts(self, unet, vae, text_encoder, tokenizer, scheduler_config: dict, dtype) -> None:
+        """Take loaded models (in ``dtype``) as the backend's: frozen, the tuned q/k/v in float32,
+        the UNet on the device, the VAE and text encoder there or offloaded, as configured.
+        (``load_parts`` reads them from files; ``benchmarks/latent_gpu.py`` passes random ones.)"""
+        import torch
+
+        self._unet = unet.eval().requires_grad_(False)
+        self._vae = vae.eval().requires_grad_(False)
+        self._text_encoder = text_encoder.eval().requires_grad_(False)
+        self._tokenizer = tokenizer
+        self._scheduler_config = dict(scheduler_config)
         if dtype != torch.float32:
             # fp32 master weights for what tuning trains (the temporal q/k/v); the UNet runs
             # under autocast, so the half-precision layers and these meet in the half dtype
