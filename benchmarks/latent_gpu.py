@@ -61,6 +61,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from show1_gpu import (  # noqa: E402  (the timing and model helpers both benchmarks share)
     REFERENCE,
     ROOT,
+    Marker,
     SR2_CLIP_TEXT,
     SR2_VAE,
     byte_level_clip_tokenizer,
@@ -157,7 +158,6 @@ def build(name: str, size: str, device: str, dtype: str | None, checkpointing: b
 
 def bench(name: str, args) -> tuple[dict, list[str]]:
     from vmc_cli.inversion import ddim_invert
-    from vmc_cli.progress import Reporter
     from vmc_cli.sampling import ddim_sample, guided
     from vmc_cli.tuning import TuneConfig, tune
 
@@ -170,16 +170,6 @@ def bench(name: str, args) -> tuple[dict, list[str]]:
               "keyframes": [frames, width, height], "parameters": counts, "resident_gib": peak_gib()}
     failed: list[str] = []
     clip = np.random.default_rng(0).integers(0, 256, (frames, height, width, 3), dtype=np.uint8)
-
-    class Marker(Reporter):
-        def __init__(self, mark):
-            super().__init__(enabled=False)
-            self.mark = mark
-
-        def track(self, iterable, description, total=None):
-            for item in iterable:
-                yield item
-                self.mark()
 
     def wall(fn):
         peak_reset()

@@ -308,6 +308,19 @@ def timed_steps(run, n):
     return steps[1:] if len(steps) > 1 else steps
 
 
+def Marker(mark):
+    """Progress that calls ``mark`` after every step of a tracked loop (inversion, sampling)."""
+    from vmc_cli.progress import Reporter
+
+    class StepMarker(Reporter):
+        def track(self, iterable, description, total=None):
+            for item in iterable:
+                yield item
+                mark()
+
+    return StepMarker(enabled=False)
+
+
 def _reporter():
     from vmc_cli.progress import Reporter
 
@@ -408,7 +421,6 @@ def main() -> None:
         ap.error("--cascade-steps must be at least 1")
 
     from vmc_cli.inversion import ddim_invert
-    from vmc_cli.progress import Reporter
     from vmc_cli.sampling import ddim_sample, guided
     from vmc_cli.tuning import TuneConfig, tune
     from vmc_show1.backend import STAGE_SETTINGS, _size
@@ -435,18 +447,6 @@ def main() -> None:
     result = {"device": name, "size": args.size, "dtype": str(backend.dtype).replace("torch.", ""),
               "compile": args.compile, "gradient_checkpointing": args.gradient_checkpointing,
               "keyframe_size": list(keyframe_size), "keyframe_unet_parameters": params, "torch": torch.__version__}
-
-    class Marker(Reporter):
-        """Progress that calls ``mark`` after every step of a tracked loop."""
-
-        def __init__(self, mark):
-            super().__init__(enabled=False)
-            self.mark = mark
-
-        def track(self, iterable, description, total=None):
-            for item in iterable:
-                yield item
-                self.mark()
 
     # -- tuning ---------------------------------------------------------------------------
     peak_reset()
