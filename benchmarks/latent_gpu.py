@@ -49,6 +49,7 @@ import argparse
 import inspect
 import json
 import re
+import shlex
 import statistics
 import sys
 import time
@@ -116,6 +117,13 @@ def text_config(full: dict, size: str) -> dict:
     return {**full, **(REDUCED_TEXT if size == "reduced" else {})}
 
 
+def qkv_of(backend) -> dict:
+    """The parameters ``vmc tune`` trains by default (the temporal attention's q/k/v)."""
+    from vmc_cli.tuning import select_parameters
+
+    return select_parameters(backend.unet, "qkv", backend.temporal_attention_marker)
+
+
 def build(name: str, size: str, device: str, dtype: str | None, checkpointing: bool, offload: bool):
     """The backend with random-weight models at ``size``, as its loader leaves it."""
     from diffusers import AutoencoderKL, MotionAdapter, UNet2DConditionModel, UNet3DConditionModel, UNetMotionModel
@@ -150,8 +158,7 @@ def build(name: str, size: str, device: str, dtype: str | None, checkpointing: b
     frames, width, height = SIZES[name][size]
     backend.num_frames, backend.width, backend.height = frames, width, height
     counts = {"unet": sum(p.numel() for p in unet.parameters()),
-              "temporal_qkv": sum(p.numel() for n, p in unet.named_parameters()
-                                  if backend.temporal_attention_marker in n and re.search(r"\.to_[qkv]\.", n)),
+              "temporal_qkv": sum(p.numel() for p in qkv_of(backend).values()),
               "vae": sum(p.numel() for p in vae.parameters()), "text_encoder": sum(p.numel() for p in encoder.parameters())}
     return backend, counts
 
@@ -200,7 +207,7 @@ def bench(name: str, args) -> tuple[dict, list[str]]:
     if not all(np.isfinite(losses)):
         failed.append(f"tuning losses {losses}")
     changed = {n for n, p in backend.unet.named_parameters() if not torch.equal(p.detach().cpu(), before[n])}
-    wrong = sorted(n for n in changed if not (backend.temporal_attention_marker in n and re.search(r"\.to_[qkv]\.", n)))
+    wrong = sorted(changed - set(qkv_of(backend)))
     if wrong or not changed:
         failed.append(f"tuning changed {len(wrong)} parameters outside the temporal q/k/v ({wrong[:3]})"
                       if wrong else "tuning changed nothing")
@@ -253,7 +260,7 @@ def main() -> None:
     args.size = args.size or ("full" if torch.cuda.is_available() else "reduced")
     names = ("zeroscope", "animatediff") if args.backbone == "both" else (args.backbone,)
     report = {"device": device_name, "torch": torch.__version__,
-              "command": " ".join(["python", "benchmarks/latent_gpu.py", *sys.argv[1:]]), "backbones": {}}
+              "command": shlex.join(["python", "benchmarks/latent_gpu.py", *sys.argv[1:]]), "backbones": {}}
     all_failed = []
     for name in names:
         result, failed = bench(name, args)

@@ -24,6 +24,7 @@ unreachable host answer at once (:func:`vmc_cli.hub.hub_reachable`).
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -212,8 +213,6 @@ def from_hub_cache(spec: RepoSpec, revision: str) -> tuple[Path, str] | None:
 def revision_for(repo_id: str, env: str) -> str:
     """The revision to load ``repo_id`` at: the environment variable ``env`` when set, else
     the repository's pin in :data:`PINNED`, else ``main``."""
-    import os
-
     return os.environ.get(env, "").strip() or PINNED.get(repo_id, "main")
 
 

@@ -4,9 +4,9 @@ diffusers' ``UNetMotionModel``.
 - Base (``--model-path``): a folder in the hub's layout or a hub id holding ``unet/``
   (``UNet2DConditionModel``), ``vae/``, ``text_encoder/``, ``tokenizer/``, ``scheduler/``;
   default ``stable-diffusion-v1-5/stable-diffusion-v1-5`` at ``VMC_ANIMATEDIFF_BASE_REVISION``
-  (default: the commit pinned in ``vmc_cli.repos.PINNED``; ``main`` for an id without a pin). A folder written by ``AnimateDiffPipeline.save_pretrained`` also
-  works: its ``unet/`` is already a ``UNetMotionModel`` and its adapter is the one in
-  ``motion_adapter/`` (or, without that folder, the motion modules inside the UNet).
+  (default: the commit pinned in ``vmc_cli.repos.PINNED``; ``main`` for an id without a
+  pin). A folder written by ``AnimateDiffPipeline.save_pretrained`` also works: its
+  ``unet/`` is already a ``UNetMotionModel`` and its adapter is the one in ``motion_adapter/`` (or, without that folder, the motion modules inside the UNet).
 - Adapter (``--adapter``): a ``MotionAdapter`` folder or hub id; default
   ``guoyww/animatediff-motion-adapter-v1-5-2`` at ``VMC_ANIMATEDIFF_ADAPTER_REVISION`` (pinned
   in the same way).
