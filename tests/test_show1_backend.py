@@ -409,7 +409,7 @@ def test_keyframe_model(keyframe_backend, show1_root):
     b = keyframe_backend
     assert (b.width, b.height, b.num_frames) == (16, 10, 8)
     assert b.defaults == {"invert_steps": 75, "sample_steps": 75, "guidance": 9.0, "negative_prompt": ""}
-    from vmc_cli.tuning import TuneConfig  # METHOD.md's tuning settings
+    from vmc_cli.tuning import TuneConfig  # docs/method.md's tuning settings
 
     c = TuneConfig()
     assert (c.steps, c.lr, c.betas, c.weight_decay, c.adam_eps, c.max_grad_norm, c.batch_size, c.target) == \
@@ -655,7 +655,7 @@ def test_authors_mode_samples_with_the_base_repositorys_dpm_solver(keyframe_back
     expected = np.linspace(0, last - 1, 76).round()[::-1][:-1].astype(int)
     sampler.set_timesteps(75)
     assert sampler.timesteps.tolist() == expected.tolist()
-    assert (expected[0], expected[1], expected[-1]) == (995, 982, 13)  # METHOD.md's figures
+    assert (expected[0], expected[1], expected[-1]) == (995, 982, 13)  # docs/method.md's figures
 
     seen = []
     x_t = torch.randn(1, 3, 8, 10, 16)

@@ -51,7 +51,7 @@ class Backend:
     height: int = 40
     #: frames per second of the final video
     fps: float = 8.0
-    #: inference defaults (METHOD.md); every one is a visible CLI option (``strength``, the
+    #: inference defaults (docs/method.md); every one is a visible CLI option (``strength``, the
     #: share of the inversion that is run, is 1 unless a backend says otherwise). Tuning defaults
     #: are the paper's (``vmc_cli.tuning.TuneConfig``) unless the plugin registers its own
     #: (``tune_defaults``, set on the instance by the plugin manager).

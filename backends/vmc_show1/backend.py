@@ -131,7 +131,7 @@ class Show1Backend(Backend):
 
     num_frames = 8
     fps = 8.0
-    # inference defaults: Backend.defaults (METHOD.md's 75/75 steps, guidance 9.0); tuning
+    # inference defaults: Backend.defaults (docs/method.md: 75/75 steps, guidance 9.0); tuning
     # defaults: vmc_cli.tuning.TuneConfig (400 steps, lr 1e-4, ...)
     temporal_attention_marker = "temp_attentions"
     cascade_stages = ("interpolation", "sr1", "sr2")
