@@ -17,7 +17,6 @@ import torch
 from vmc_cli import metrics
 from vmc_cli.errors import VmcError
 from vmc_cli.metrics import (
-    DEFAULT_CLIP_MODEL,
     clip_scores,
     keyframe_indexes,
     load_clip,
@@ -155,8 +154,20 @@ def test_text_alignment_single_image_and_mismatch() -> None:
 # ---------------------------------------------------------------- loading
 
 
-def test_default_model_id() -> None:
-    assert DEFAULT_CLIP_MODEL == "openai/clip-vit-large-patch14"
+def test_eval_scores_with_the_papers_clip_unless_told_otherwise(monkeypatch, run_cli, clip_path, tiny_clip_dir) -> None:
+    """``vmc eval`` without --clip-model loads the paper's CLIP (ViT-L/14) and records it;
+    the tiny model stands in for it here, so nothing is downloaded."""
+    asked = []
+
+    def load(model, device="cpu"):
+        asked.append(model)
+        return load_clip(str(tiny_clip_dir), device)
+
+    monkeypatch.setattr(metrics, "load_clip", load)
+    res = run_cli("eval", clip_path, "--prompt", "a disc is moving", "--json")
+    assert res.code == 0, res
+    assert asked == ["openai/clip-vit-large-patch14"]
+    assert res.json()["clip_model"] == "openai/clip-vit-large-patch14"
 
 
 def test_module_import_is_light() -> None:

@@ -35,6 +35,34 @@ def test_training_script_runs_and_records_its_recipe(tmp_path):
     assert shapes_model.load(out)[0].config.sample_size == shapes_model.SIZE
 
 
-def test_the_schedule_is_v_prediction():
-    # The backend converts v to epsilon; a schedule saying otherwise would be converted wrongly.
-    assert shapes_model.SCHEDULER["prediction_type"] == "v_prediction"
+def test_the_backend_turns_what_training_teaches_back_into_the_noise(tmp_path):
+    """Constructed case: x0 and eps, noised at a few timesteps of the model's schedule. Training
+    teaches v = sqrt(abar) eps - sqrt(1 - abar) x0 there, and a network that outputs exactly that
+    must come out of the backend's predict_noise as eps (to float tolerance)."""
+    from diffusers import DDPMScheduler
+
+    from vmc_shapes.backend import ShapesBackend
+    from vmc_shapes.train import training_target
+
+    gen = torch.Generator().manual_seed(1)
+    x0 = torch.rand((4, 3, shapes_model.FRAMES, 8, 8), generator=gen) * 2 - 1
+    eps = torch.randn(x0.shape, generator=gen)
+    t = torch.tensor([0, 250, 700, 999])
+    sched = DDPMScheduler.from_config(shapes_model.SCHEDULER)
+    abar = sched.alphas_cumprod[t].view(-1, 1, 1, 1, 1)
+    x_t = abar.sqrt() * x0 + (1 - abar).sqrt() * eps
+    v = abar.sqrt() * eps - (1 - abar).sqrt() * x0
+    torch.testing.assert_close(training_target(sched, x0, eps, t), v)
+
+    unet, text, _ = shapes_model.build(seed=0)
+    shapes_model.save_pretrained(tmp_path / "w", unet, text, {})
+    backend = ShapesBackend(tmp_path / "w")
+    backend.load()
+
+    class ExactV(torch.nn.Module):
+        def forward(self, x, timesteps, text):
+            return type("Out", (), {"sample": v})()
+
+    backend._unet = ExactV()
+    got = backend.predict_noise(x_t, t, backend.encode_prompts([""] * len(t)))
+    torch.testing.assert_close(got, eps)

@@ -35,6 +35,12 @@ def make_pool(n: int, seed: int):
     return clips, captions
 
 
+def training_target(sched, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """What the network learns to output for ``x0`` noised with ``noise`` at ``t``: the noise for
+    an epsilon schedule, else v (``sched.get_velocity``); the backend's ``predict_noise`` undoes it."""
+    return noise if sched.config.prediction_type == "epsilon" else sched.get_velocity(x0, noise, t)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=6000)
@@ -138,7 +144,7 @@ def main() -> None:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             emb = text(input_ids=ids.to(device)).last_hidden_state
             pred = net(x_t, t, emb).sample
-        target = noise if sched.config.prediction_type == "epsilon" else sched.get_velocity(x0, noise, t)
+        target = training_target(sched, x0, noise, t)
         loss = torch.nn.functional.mse_loss(pred.float(), target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
