@@ -87,7 +87,7 @@ class Checkpointer:
         from safetensors.torch import save_file
 
         from .profiles import now
-        from .video import file_sha256
+        from .media import file_sha256
 
         self.folder.mkdir(parents=True, exist_ok=True)
         filename = f"checkpoint-{step:07d}.safetensors"
@@ -112,7 +112,7 @@ class Checkpointer:
         """(meta, tensors) of the last checkpoint, after checking it belongs to this tune."""
         from safetensors.torch import load_file
 
-        from .video import file_sha256
+        from .media import file_sha256
 
         meta = read_meta(self.folder)
         if meta is None:

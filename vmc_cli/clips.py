@@ -109,7 +109,7 @@ def _read_images(files: list[Path], size: tuple[int, int] | None, crop: str) -> 
 def _read_video(path: Path, size: tuple[int, int] | None, crop: str) -> Clip:
     import ffmpeg
 
-    from .video import _size_from_ffmpeg_banner, ffmpeg_exe
+    from .media import ffmpeg_exe, frame_size_from_banner
 
     if not path.exists():
         raise VmcError(f"no such file: {path}", "check the path of the clip")
@@ -130,7 +130,7 @@ def _read_video(path: Path, size: tuple[int, int] | None, crop: str) -> Clip:
         raise VmcError(f"cannot read {path} as a video ({last})",
                        "pass a video file (mp4, webm, mov, gif...), a folder of frames or a quoted glob") from None
     text = err.decode(errors="replace")
-    native = _size_from_ffmpeg_banner(text)
+    native = frame_size_from_banner(text)
     w, h = size or native or (0, 0)
     if not w or not data or len(data) % (w * h * 3):
         raise VmcError(f"cannot read {path} as a video (no decodable frames)")
@@ -155,7 +155,7 @@ def read_clip(spec: str | Path, size: tuple[int, int] | None = None, crop: str =
 
 def clip_sha256(spec: str | Path, clip: Clip) -> str:
     """The file's sha256; for frames, the sha256 over each frame file's name and sha256."""
-    from .video import file_sha256
+    from .media import file_sha256
 
     if clip.kind == "video":
         return file_sha256(spec)

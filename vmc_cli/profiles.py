@@ -302,7 +302,8 @@ class ProfileStore:
         """Write tensor files into ``folder``, record them in ``manifest``, write it last."""
         from safetensors.torch import save_file
 
-        from .video import default_mode, file_sha256
+        from .media import file_sha256
+        from .video import default_mode
 
         for filename, tensors in files.items():
             save_file({k: v.contiguous() for k, v in tensors.items()}, str(folder / filename))
@@ -353,7 +354,7 @@ class ProfileStore:
         """Tensors of one file, after checking its sha256 against the manifest."""
         from safetensors.torch import load_file
 
-        from .video import file_sha256
+        from .media import file_sha256
 
         manifest = manifest or self.manifest(name)
         entry = manifest.get("files", {}).get(filename)

@@ -7,7 +7,6 @@ by the ``imageio-ffmpeg`` wheel.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -17,29 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from .errors import VmcError
+from .media import ffmpeg_exe, frame_size_from_banner
 
 FORMATS = ("mp4", "gif", "png")
-
-
-def ffmpeg_exe() -> str:
-    exe = os.environ.get("VMC_FFMPEG") or shutil.which("ffmpeg")
-    if exe:
-        return exe
-    try:
-        import imageio_ffmpeg
-
-        return imageio_ffmpeg.get_ffmpeg_exe()
-    except Exception as exc:  # pragma: no cover - depends on the machine
-        raise VmcError("no ffmpeg binary found", "install ffmpeg or `pip install imageio-ffmpeg`") from exc
-
-
-def _size_from_ffmpeg_banner(text: str) -> tuple[int, int] | None:
-    for line in text.splitlines():
-        if "Stream #" in line and "Video:" in line:
-            m = re.search(r"[, ](\d{2,5})x(\d{2,5})[, \[]", line)
-            if m:
-                return int(m.group(1)), int(m.group(2))
-    return None
 
 
 def read_video(path: str | Path, size: tuple[int, int] | None = None) -> np.ndarray:
@@ -66,7 +45,7 @@ def read_video(path: str | Path, size: tuple[int, int] | None = None) -> np.ndar
         raise VmcError(f"cannot read {path} as a video ({last})", "pass an mp4, webm, mov, gif... clip") from None
     err_text = err.decode(errors="replace")
     if size is None:
-        size = _size_from_ffmpeg_banner(err_text)
+        size = frame_size_from_banner(err_text)
         if size is None:
             raise VmcError(f"cannot read {path} as a video (no video stream)")
     w, h = size
@@ -98,14 +77,6 @@ def default_mode(path: str | Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(path, (0o777 if Path(path).is_dir() else 0o666) & ~umask)
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def guess_format(path: Path, fmt: str | None) -> str:
