@@ -60,10 +60,10 @@ def plot_tracks(tracks: dict, size: tuple[int, int], path: str | Path, title: st
     if any(len(tracks.get(k, [])) for k in ("source", "output")):
         ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    tmp.replace(path)
-    plt.close(fig)
+    from .video import write_file
+
+    try:  # a temporary file renamed into place (through symlinks), or written through to a device
+        write_file(Path(path), lambda tmp: fig.savefig(tmp, format="png"), ".png")
+    finally:
+        plt.close(fig)
     return fig
