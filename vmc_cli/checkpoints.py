@@ -37,22 +37,52 @@ def staging_root(home: Path) -> Path:
 
 
 def read_meta(folder: Path) -> dict | None:
-    """The checkpoint's JSON, or None when there is none (or it cannot be read)."""
+    """The checkpoint's JSON, or None when there is none (or it cannot be read, or is not a
+    checkpoint's: see :func:`meta_problem`)."""
     try:
-        return json.loads((folder / META).read_text())
+        meta = json.loads((folder / META).read_text())
     except (OSError, ValueError):
         return None
+    return None if meta_problem(meta) else meta
+
+
+def meta_problem(meta) -> str | None:
+    """Why a parsed checkpoint.json cannot be resumed from (None: it can)."""
+    if not isinstance(meta, dict):
+        return "is not a checkpoint's"
+    step = meta.get("step")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        return "has no step"
+    fingerprint = meta.get("fingerprint")
+    if not isinstance(fingerprint, dict) or not isinstance(fingerprint.get("steps"), int):
+        return "has no settings"
+    if not isinstance(meta.get("file"), str) or not isinstance(meta.get("sha256"), str):
+        return "names no tensor file"
+    return None
+
+
+def damage(folder: Path) -> str | None:
+    """Why the staging folder of a tune cannot be resumed (None: it can)."""
+    try:
+        meta = json.loads((folder / META).read_text())
+    except FileNotFoundError:
+        return f"no {META}"
+    except (OSError, ValueError) as exc:
+        return f"{META} cannot be read ({type(exc).__name__})"
+    problem = meta_problem(meta)
+    return f"{META} {problem}" if problem else None
 
 
 def unfinished(home: Path) -> list[dict]:
-    """Every unfinished tune in the store: name, step reached, steps wanted, when."""
+    """Every unfinished tune in the store: name, step reached, steps wanted, when, and
+    ``damaged`` (why it cannot be resumed, or None)."""
     root = staging_root(home)
     rows = []
     if root.is_dir():
         for folder in sorted(p for p in root.iterdir() if p.is_dir()):
             meta = read_meta(folder) or {}
             rows.append({"name": folder.name, "step": meta.get("step"), "steps": meta.get("fingerprint", {}).get("steps"),
-                         "saved": meta.get("saved"), "path": str(folder)})
+                         "saved": meta.get("saved"), "path": str(folder), "damaged": damage(folder)})
     return rows
 
 
@@ -79,8 +109,10 @@ class Checkpointer:
         return self.folder.is_dir()
 
     def describe(self) -> str:
-        meta = read_meta(self.folder) or {}
-        return f"step {meta.get('step', '?')} of {meta.get('fingerprint', {}).get('steps', '?')}"
+        meta = read_meta(self.folder)
+        if meta is None:
+            return f"damaged: {damage(self.folder)}"
+        return f"step {meta['step']} of {meta['fingerprint']['steps']}"
 
     # -- writing -------------------------------------------------------------
     def save(self, step: int, losses: list[float], tensors: dict, extra: dict) -> None:
@@ -116,8 +148,8 @@ class Checkpointer:
 
         meta = read_meta(self.folder)
         if meta is None:
-            raise VmcError(f"--resume: there is no unfinished tune of {self.name!r} to continue",
-                           "run the same command without --resume")
+            raise VmcError(f"--resume: the unfinished tune of {self.name!r} is damaged ({damage(self.folder)})",
+                           f"start over without --resume, or remove it with `vmc profiles clean {self.name} --yes`")
         diff = differences(meta.get("fingerprint", {}), self.fingerprint)
         if diff:
             raise VmcError(f"--resume: the unfinished tune of {self.name!r} was made with other settings: "

@@ -129,6 +129,37 @@ def _read_toml(path: Path) -> dict:
         return tomllib.load(f)
 
 
+def _loads_toml(text: str) -> dict:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    return tomllib.loads(text)
+
+
+def manifest_problem(manifest: dict) -> str | None:
+    """What makes a parsed manifest unusable (None: it is whole enough to load a profile from):
+    every profile's manifest has its schema, its backend's name and its files' checksums."""
+    schema = manifest.get("schema")
+    if not isinstance(schema, int) or isinstance(schema, bool) or schema < 1:
+        return "has no schema version"
+    if schema > SCHEMA:
+        return f"has schema {schema}, newer than this vmc's {SCHEMA} (made by a newer vmc: upgrade it)"
+    backend = manifest.get("backend")
+    if not isinstance(backend, dict) or not isinstance(backend.get("name"), str) or not backend["name"]:
+        return "names no backend"
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files:
+        return "lists no files"
+    for filename, entry in files.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
+            return f"has no checksum for {filename}"
+    for section in ("prompt", "tuning", "source", "loss", "inversion"):
+        if section in manifest and not isinstance(manifest[section], dict):
+            return f"has a broken [{section}] section"
+    return None
+
+
 def _write_toml(path: Path, data: dict) -> None:
     import tomli_w
 
@@ -143,6 +174,22 @@ class ProfileStore:
     def __init__(self, home: str | Path | None = None):
         self.home = Path(home).expanduser() if home else default_home()
         self.root = self.home / "profiles"
+        self._check_home("--home" if home else "VMC_HOME" if os.environ.get("VMC_HOME") else "--home")
+
+    def _check_home(self, where: str) -> None:
+        """A store folder that is a file (or lies under one) is refused by every command alike,
+        listing included (it would otherwise look like an empty store)."""
+        for path in (self.home, *self.home.parents):
+            if path.exists():
+                if not path.is_dir():
+                    what = "is a file" if path == self.home else f"lies under {path}, a file"
+                    raise VmcError(f"the profile store {self.home} {what}, not a folder",
+                                   f"point {where} at a folder (it is made when missing)")
+                break
+        for path in (self.root, self.home / "staging"):
+            if path.exists() and not path.is_dir():
+                raise VmcError(f"{path} is a file, but the profile store keeps its {path.name} there",
+                               f"move it away, or point {where} at another folder")
 
     # -- paths and listing ---------------------------------------------------
     def path(self, name: str) -> Path:
@@ -272,14 +319,23 @@ class ProfileStore:
                            f"remove it with `vmc profiles rm {name} --yes` and tune again")
         return path
 
-    def manifest(self, name: str) -> dict:
+    def manifest(self, name: str, text: str | None = None) -> dict:
+        """The profile's manifest, checked to be whole (``text``: its contents, already read)."""
         path = self.manifest_path(name)
         try:
-            return _read_toml(path)
+            if text is None:
+                manifest = _read_toml(path)
+            else:
+                manifest = _loads_toml(text)
         except Exception as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise VmcError(f"the manifest of profile {name!r} cannot be read ({reason})",
                            f"remove it with `vmc profiles rm {name} --yes` and tune again") from None
+        problem = manifest_problem(manifest)
+        if problem:
+            raise VmcError(f"profile {name!r} is damaged: its manifest {problem}",
+                           f"remove it with `vmc profiles rm {name} --yes` and tune again")
+        return manifest
 
     # -- writing -------------------------------------------------------------
     def create(self, name: str, manifest: dict, files: dict[str, dict], overwrite: bool = False) -> Path:

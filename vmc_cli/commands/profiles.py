@@ -50,9 +50,15 @@ def list_(home: Home = None, as_json: Json = False):
     if pending:
         from ..output import info
 
-        steps = ", ".join(f"{u['name']} (step {u['step']} of {u['steps']})" for u in pending)
-        info(f"unfinished tunes: {steps}; continue one with the same `vmc tune ...` command and --resume, "
-             "or remove them with `vmc profiles clean --yes`")
+        live = [u for u in pending if not u["damaged"]]
+        if live:
+            steps = ", ".join(f"{u['name']} (step {u['step']} of {u['steps']})" for u in live)
+            info(f"unfinished tunes: {steps}; continue one with the same `vmc tune ...` command and --resume, "
+                 "or remove them with `vmc profiles clean --yes`")
+        for u in pending:
+            if u["damaged"]:
+                info(f"damaged unfinished tune: {u['name']} ({u['damaged']}); it cannot be resumed: remove it "
+                     f"with `vmc profiles clean {u['name']} --yes`")
     if not rows:
         from ..output import info
 
@@ -83,9 +89,11 @@ def show(name: Annotated[str, typer.Argument(help="Profile name.")], home: Home 
 
     store = ProfileStore(home)
     if as_json:
-        emit_json(store.manifest(name))  # unknown or unreadable -> one clear error
-    else:  # the file as written, read once
-        print(store.manifest_path(name).read_text(encoding="utf-8", errors="replace"), end="")
+        emit_json(store.manifest(name))  # unknown, unreadable or damaged -> one clear error
+    else:  # the file as written, read once (and checked like the JSON one)
+        text = store.manifest_path(name).read_text(encoding="utf-8", errors="replace")
+        store.manifest(name, text)
+        print(text, end="")
 
 
 @app.command("rm")
@@ -149,7 +157,8 @@ def clean(
                        "run `vmc profiles clean --yes`, or --dry-run to see them")
     rows = []
     for u in pending:
-        row = {"name": u["name"], "path": u["path"], "step": u["step"], "removed": False, "busy": False}
+        row = {"name": u["name"], "path": u["path"], "step": u["step"], "damaged": u["damaged"], "removed": False,
+               "busy": False}
         if not dry_run:
             try:
                 with store.lock(u["name"]):
@@ -165,7 +174,8 @@ def clean(
         info("no unfinished tunes")
     for r in rows:
         verb = "removed" if r["removed"] else "left alone (being tuned right now)" if r["busy"] else "would remove"
-        print(f"{verb} {r['path']} ({r['name']}, step {r['step']})")
+        state = f"damaged: {r['damaged']}" if r["damaged"] else f"step {r['step']}"
+        print(f"{verb} {r['path']} ({r['name']}, {state})")
 
 
 @app.command("path")
