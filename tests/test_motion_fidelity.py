@@ -156,10 +156,15 @@ def test_different_sizes():
 def test_static_videos():
     still = np.repeat(_clip(SOURCE_PATH[:1]), 8, axis=0)
     moving = _clip(SOURCE_PATH)
-    r = motion_fidelity(moving, still)
-    assert r["tracks_output"] == 0 and r["motion_fidelity"] == 0.0
+    r = motion_fidelity(moving, still)  # nothing moves in the video: nothing to compare, not "score 0"
+    assert r["tracks_output"] == 0 and r["tracks_source"] > 0
+    assert r["motion_fidelity"] is None and r["output_to_source"] is None and r["source_to_output"] is None
+    assert "no moving point tracks in the video" in r["warning"]
+    r = motion_fidelity(still, moving)
+    assert r["motion_fidelity"] is None and "no moving point tracks in the source" in r["warning"]
     r = motion_fidelity(still, still)
-    assert r["motion_fidelity"] is None and r["output_to_source"] is None
+    assert r["motion_fidelity"] is None and r["output_to_source"] is None and "either video" in r["warning"]
+    assert "warning" not in motion_fidelity(moving, moving)
 
 
 def test_bad_input():
@@ -187,8 +192,8 @@ def _user_error(res, fragment: str) -> None:
     assert res.code == 1, res
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert lines[0].startswith("Error: ") and fragment in lines[0], res
-    assert len(lines) <= 2 and "Traceback" not in res.stderr, res
-    assert res.stdout == "", res
+    assert len(lines) == 2 and lines[1].startswith("Hint: ") and "Traceback" not in res.stderr, res
+    assert json.loads(res.stdout) == {"error": lines[0][len("Error: "):], "hint": lines[1][len("Hint: "):], "code": 1}
 
 
 def test_cli_motion_only(run_cli, clips):
@@ -242,3 +247,36 @@ def test_cli_clip_and_motion(run_cli, clips, tiny_clip_dir):
     direct = clip_scores(read_frames(out)[doc["frame_indexes"]], "a blue square is moving", str(tiny_clip_dir))
     assert doc["text_alignment"] == pytest.approx(direct["text_alignment"], abs=1e-6)
     json.dumps(doc)
+
+
+@pytest.mark.parametrize("size", [(96, 64), (192, 128), (256, 256)])
+def test_same_motion_at_another_frame_size(size):
+    """The same motion drawn at 64x64 and at another frame size scores as the same motion, whichever
+    video is the source, with many moving tracks in both: the videos are tracked at one size."""
+    from make_clip import moving_disc
+
+    small, other = moving_disc(12, 64, 64), moving_disc(12, *size)
+    results = [motion_fidelity(small, other), motion_fidelity(other, small)]
+    for r in results:
+        assert r["motion_fidelity"] > 0.95, r
+        assert min(r["tracks_source"], r["tracks_output"]) >= 30, r
+        assert max(r["motion_size"]) == 128
+    if size[0] == size[1]:  # same aspect: the two ways round track the very same frames
+        assert results[0]["tracks_source"] == results[1]["tracks_output"]
+        assert results[0]["tracks_output"] == results[1]["tracks_source"]
+
+
+def test_cli_warns_when_a_video_does_not_move(run_cli, tmp_path):
+    from vmc_cli.video import write_video
+
+    moving = write_video(_clip(SOURCE_PATH), tmp_path / "moving.mp4")
+    still = write_video(np.repeat(_clip(SOURCE_PATH[:1]), 8, axis=0), tmp_path / "still.mp4")
+    res = run_cli("eval", still, "--source", moving, "--no-clip", "--json")
+    assert res.code == 0, res
+    doc = res.json()
+    assert doc["motion_fidelity"] is None and doc["tracks_output"] == 0 and doc["tracks_source"] > 0
+    assert "no moving point tracks in the video" in doc["warning"]
+    res = run_cli("eval", still, "--source", moving, "--no-clip")
+    assert res.code == 0, res
+    assert "warning: no moving point tracks in the video" in res.stderr
+    assert "n/a" in res.stdout and "0.0000" not in res.stdout

@@ -54,7 +54,8 @@ def keyframe_indexes(num_frames: int, num_keyframes: int) -> list[int]:
     num_keyframes = int(num_keyframes)
     if num_frames < 1 or num_keyframes < 1:
         raise VmcError(
-            f"Frame counts must be positive (got {num_frames} frames, {num_keyframes} key-frames)."
+            f"Frame counts must be positive (got {num_frames} frames, {num_keyframes} key-frames).",
+            hint="Pass --keyframes N with N >= 1, or leave it out to score all frames.",
         )
     if num_keyframes > num_frames:
         raise VmcError(
@@ -206,14 +207,16 @@ def clip_scores(
     arr = np.asarray(frames)
     if arr.ndim != 4 or arr.shape[-1] != 3:
         raise VmcError(
-            f"Expected frames shaped (frames, height, width, 3), got {tuple(arr.shape)}."
+            f"Expected frames shaped (frames, height, width, 3), got {tuple(arr.shape)}.",
+            hint="Pass RGB frames: a video file or a folder of images.",
         )
     if arr.shape[0] < 2:
         raise VmcError(
-            f"Temporal consistency needs at least 2 frames, got {arr.shape[0]}."
+            f"Temporal consistency needs at least 2 frames, got {arr.shape[0]}.",
+            hint="Score a video of 2 frames or more (or more --keyframes).",
         )
     if arr.dtype != np.uint8:
-        raise VmcError(f"Expected uint8 frames, got {arr.dtype}.")
+        raise VmcError(f"Expected uint8 frames, got {arr.dtype}.", hint="Pass 8-bit frames.")
 
     import torch
 
@@ -259,8 +262,10 @@ def clip_scores(
 # :func:`motion_fidelity`.
 
 MOTION_GRID = 32
-MOTION_SIZE_RANGE = (128, 256)
-"""Default working resolution: the source's longer side, clamped to this range."""
+MOTION_SIZE = 128
+"""Working resolution: both videos are tracked with this longer side, whatever their own
+frame sizes, so that the score does not depend on them (LK's window, pyramid and
+forward-backward check are in pixels)."""
 
 
 def _check_motion_frames(frames: Any, what: str) -> "np.ndarray":
@@ -268,11 +273,13 @@ def _check_motion_frames(frames: Any, what: str) -> "np.ndarray":
 
     arr = np.asarray(frames)
     if arr.ndim != 4 or arr.shape[-1] != 3:
-        raise VmcError(f"Expected {what} frames shaped (frames, height, width, 3), got {tuple(arr.shape)}.")
+        raise VmcError(f"Expected {what} frames shaped (frames, height, width, 3), got {tuple(arr.shape)}.",
+                       hint="Pass RGB frames: a video file or a folder of images.")
     if arr.dtype != np.uint8:
-        raise VmcError(f"Expected uint8 {what} frames, got {arr.dtype}.")
+        raise VmcError(f"Expected uint8 {what} frames, got {arr.dtype}.", hint="Pass 8-bit frames.")
     if arr.shape[0] < 2:
-        raise VmcError(f"Motion needs at least 2 frames; the {what} video has {arr.shape[0]}.")
+        raise VmcError(f"Motion needs at least 2 frames; the {what} video has {arr.shape[0]}.",
+                       hint="Pass videos of 2 frames or more.")
     return arr
 
 
@@ -427,10 +434,12 @@ def motion_fidelity(
     Both inputs are uint8 (frames, height, width, 3).  The choices made here:
 
     - Common size: both videos are resized (area filter down, bilinear up) to
-      the source's aspect ratio with the longer side ``size`` px; by default
-      the source's own longer side clamped to [128, 256] (tiny clips are
-      enlarged so LK gets a few pyramid levels, big ones shrunk for speed).
-      Thresholds below are fractions of that longer side.
+      the source's aspect ratio with the longer side ``size`` px, 128 by
+      default whatever the frame sizes (tiny clips are enlarged so LK gets a
+      few pyramid levels, big ones shrunk for speed), so the same motion
+      scores the same at any frame size: LK's window and forward-backward
+      check are in pixels of this common frame. Thresholds below are
+      fractions of its longer side.
     - Tracks: :func:`track_points` with a ``grid`` x ``grid`` grid (32 x 32)
       on each video at its own frame rate (small steps track better).
     - Common time: both sets of tracks are then sampled at ``T = min(F_src,
@@ -457,11 +466,13 @@ def motion_fidelity(
       ``source_to_output``: the same the other way round (it drops when the
       output misses part of the source's motion); ``motion_fidelity``: their
       mean (the paper's symmetric formula, halved to stay in [-1, 1]).
-    - When only one video has moving tracks, nothing matches: all three are
-      0.0.  When neither has, they are None (nothing to compare).
+    - When a video has no moving tracks there is nothing to compare: all
+      three are None and ``"warning"`` says which video it is (a score of 0
+      would read as "opposite motion half-way", which it is not).
 
     Returns ``{"motion_fidelity", "output_to_source", "source_to_output",
-    "tracks_source", "tracks_output", "motion_frames", "motion_size"}``:
+    "tracks_source", "tracks_output", "motion_frames", "motion_size"}``, plus
+    ``"warning"`` when a score is None:
     the tracks counts are the moving tracks kept, ``motion_frames`` is T and
     ``motion_size`` the common [width, height]. ``keep_tracks`` adds ``"tracks"``:
     {"source", "output"} float (tracks, T, 2) positions of the moving tracks in that common
@@ -473,7 +484,7 @@ def motion_fidelity(
     out = _check_motion_frames(output_frames, "output")
     height, width = src.shape[1:3]
     if size is None:
-        size = min(max(width, height, MOTION_SIZE_RANGE[0]), MOTION_SIZE_RANGE[1])
+        size = MOTION_SIZE
     scale = int(size) / max(width, height)
     width, height = max(8, round(width * scale)), max(8, round(height * scale))
     n_times = min(len(src), len(out))
@@ -490,10 +501,12 @@ def motion_fidelity(
     (unit_s, still_s, seen_s), (unit_o, still_o, seen_o) = feats
     n_src, n_out = len(unit_s), len(unit_o)
 
-    if n_src == 0 and n_out == 0:
+    warning = None
+    if n_src == 0 or n_out == 0:
         o2s = s2o = score = None
-    elif n_src == 0 or n_out == 0:
-        o2s = s2o = score = 0.0
+        which = ("either video" if n_src == n_out else "the source" if n_src == 0 else "the video")
+        warning = (f"no moving point tracks in {which}, so there is no motion to compare "
+                   f"(motion fidelity n/a; {n_out} and {n_src} moving tracks in the video and the source)")
     else:
         # agree[i, j]: mean over the steps where output track i and source track j are
         # both observed of the per-step agreement (cosine; 1 for still against still).
@@ -511,6 +524,8 @@ def motion_fidelity(
         "motion_frames": int(n_times),
         "motion_size": [int(width), int(height)],
     }
+    if warning:
+        result["warning"] = warning
     if keep_tracks:
         result["tracks"] = {"source": kept[0], "output": kept[1]}
     return result
