@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import glob as _glob
 import hashlib
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,11 @@ class Clip:
 
     def __len__(self) -> int:
         return len(self.frames)
+
+
+def count_of(n: int, noun: str) -> str:
+    """'1 frame', '2 frames'."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def natural_key(path: Path) -> list:
@@ -81,6 +87,25 @@ def center_box(width: int, height: int, aspect: float) -> tuple[int, int, int, i
     return left, top, left + w, top + h
 
 
+def to_rgb8(im):
+    """An image as 8-bit RGB. 16-bit (and 32-bit integer) greyscale is scaled down to 8 bits
+    (PIL's ``convert("RGB")`` clips it, turning every frame black and white); RGB and RGBA of
+    16 bits per channel reach here as 8-bit already, scaled by PIL when it decodes them."""
+    from PIL import Image
+
+    if im.mode.startswith("I"):  # I;16, I;16B, I;16L, I;16N (16-bit PNG greyscale), I (32-bit)
+        values = np.asarray(im).astype(np.float64)
+        top = 65535.0 if values.max(initial=0) <= 65535 else float(values.max())
+        grey = np.clip(np.round(values * (255.0 / top)), 0, 255).astype(np.uint8)
+        return Image.fromarray(grey, "L").convert("RGB")
+    if im.mode == "F":  # floating point greyscale: taken as 0..1 when it fits, else 0..255
+        values = np.asarray(im).astype(np.float64)
+        scale = 255.0 if np.nanmax(values, initial=0) <= 1.0 else 1.0
+        grey = np.clip(np.round(np.nan_to_num(values) * scale), 0, 255).astype(np.uint8)
+        return Image.fromarray(grey, "L").convert("RGB")
+    return im.convert("RGB")
+
+
 def _read_images(files: list[Path], size: tuple[int, int] | None, crop: str) -> Clip:
     from PIL import Image, UnidentifiedImageError
 
@@ -88,7 +113,7 @@ def _read_images(files: list[Path], size: tuple[int, int] | None, crop: str) -> 
     for path in files:
         try:
             with Image.open(path) as im:
-                im = im.convert("RGB")
+                im = to_rgb8(im)
         except (UnidentifiedImageError, OSError) as exc:
             raise VmcError(f"cannot read {path} as an image ({type(exc).__name__})",
                            "remove it from the folder or replace it") from None
@@ -125,15 +150,18 @@ def _read_video(path: Path, size: tuple[int, int] | None, crop: str) -> Clip:
     try:
         data, err = out.run(cmd=ffmpeg_exe(), capture_stdout=True, capture_stderr=True, quiet=True)
     except ffmpeg.Error as exc:
-        detail = (exc.stderr or b"").decode(errors="replace").strip().splitlines()
-        last = detail[-1] if detail else "ffmpeg failed"
+        text = (exc.stderr or b"").decode(errors="replace")
+        detail = text.strip().splitlines()
+        last = "has no video stream" if no_video_stream(text) else detail[-1] if detail else "ffmpeg failed"
         raise VmcError(f"cannot read {path} as a video ({last})",
                        "pass a video file (mp4, webm, mov, gif...), a folder of frames or a quoted glob") from None
     text = err.decode(errors="replace")
     native = frame_size_from_banner(text)
     w, h = size or native or (0, 0)
     if not w or not data or len(data) % (w * h * 3):
-        raise VmcError(f"cannot read {path} as a video (no decodable frames)")
+        reason = "has no video stream" if no_video_stream(text) else "no decodable frames"
+        raise VmcError(f"cannot read {path} as a video ({reason})",
+                       "pass a video file (mp4, webm, mov, gif...), a folder of frames or a quoted glob")
     frames = np.frombuffer(data, np.uint8).reshape(-1, h, w, 3).copy()
     times = [float(t) for t in re.findall(r"pts_time:\s*(-?[0-9.eE+-]+)", text)]
     if len(times) != len(frames):  # no usable timestamps: assume the nominal rate
@@ -141,6 +169,17 @@ def _read_video(path: Path, size: tuple[int, int] | None, crop: str) -> Clip:
         fps = float(rate.group(1)) if rate else 25.0
         times = [i / fps for i in range(len(frames))]
     return Clip(frames, "video", times=[t - times[0] for t in times], native_size=native)
+
+
+def no_video_stream(ffmpeg_log: str) -> bool:
+    """ffmpeg found streams in the input, none of them video (an audio file, subtitles)."""
+    inputs, reading_input = [], False
+    for line in ffmpeg_log.splitlines():
+        if line.startswith(("Input #", "Output #")):
+            reading_input = line.startswith("Input #")
+        elif reading_input and re.search(r"Stream #\d+:\d+.*: (Video|Audio|Subtitle|Data|Attachment):", line):
+            inputs.append(line)
+    return bool(inputs) and not any(": Video:" in line for line in inputs)
 
 
 def read_clip(spec: str | Path, size: tuple[int, int] | None = None, crop: str = "center") -> Clip:
@@ -173,7 +212,7 @@ def parse_start(text: str | int | None) -> tuple[int, float | None]:
     try:
         if value.endswith("s"):
             seconds = float(value[:-1])
-            if seconds < 0:
+            if not (math.isfinite(seconds) and seconds >= 0):  # float() takes "nan" and "inf"
                 raise ValueError
             return 0, seconds
         frame = int(value)
@@ -196,15 +235,15 @@ def pick_frames(clip: Clip, frames: int, stride: int = 1, start: str | int | Non
     """``frames`` frames of ``clip``: resampled to ``fps`` first (each new frame is the source
     frame nearest its time), then from ``start`` every ``stride``-th."""
     if frames < 2:
-        raise VmcError(f"need at least 2 frames, got {frames}")
+        raise VmcError(f"--frames must be at least 2, got {frames}", "e.g. --frames 8, or leave it out for the backend's")
     if stride < 1:
-        raise VmcError("--stride must be >= 1")
+        raise VmcError(f"--stride must be at least 1, got {stride}", "e.g. --stride 2 to take every other frame")
     frame, seconds = parse_start(start)
     if (fps is not None or seconds is not None) and clip.times is None:
         raise VmcError("a folder of frames has no frame rate, so --fps and --start in seconds do not apply",
                        "give --start as a frame number and pick frames with --stride")
-    if fps is not None and not fps > 0:
-        raise VmcError(f"--fps must be positive, got {fps}")
+    if fps is not None and not (math.isfinite(fps) and fps > 0):
+        raise VmcError(f"--fps must be a positive number, got {fps}", "e.g. --fps 8")
     times = np.asarray(clip.times if clip.times is not None else range(len(clip)), dtype=float)
     if fps is not None:  # the resampled clip: one frame every 1/fps seconds of the source
         count = int(np.floor(times[-1] * fps + 1e-6)) + 1
@@ -218,13 +257,14 @@ def pick_frames(clip: Clip, frames: int, stride: int = 1, start: str | int | Non
     if seconds is not None:
         later = np.nonzero(axis_times >= seconds - 1e-6)[0]
         if not len(later):
-            raise VmcError(f"--start {seconds:g}s is past the end of the clip ({times[-1]:.2f}s)")
+            raise VmcError(f"--start {seconds:g}s is past the end of the clip ({times[-1]:.2f}s)",
+                           f"give a --start below {times[-1]:.2f}s, or leave it out to start at the first frame")
         frame = int(later[0])
     positions = [frame + i * stride for i in range(frames)]
     if positions[-1] >= len(axis):
         at = f"{seconds:g}s" if seconds is not None else f"frame {frame}"
         rate = f" at {fps:g} fps" if fps is not None else ""
-        raise VmcError(f"the clip has {len(axis)} frames{rate}, but {frames} frames with stride {stride} from {at} "
-                       f"need {positions[-1] + 1}", "use a longer clip or lower --frames / --stride / --start")
+        raise VmcError(f"the clip has {count_of(len(axis), 'frame')}{rate}, but {frames} frames with stride {stride} "
+                       f"from {at} need {positions[-1] + 1}", "use a longer clip or lower --frames / --stride / --start")
     indexes = [int(axis[p]) for p in positions]
     return Picked(indexes, [round(float(times[i]), 4) for i in indexes] if clip.times is not None else None)

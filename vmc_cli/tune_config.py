@@ -35,9 +35,23 @@ class TuneConfig:
         if self.loss not in LOSSES:
             raise VmcError(f"unknown loss {self.loss!r}", f"choose one of {', '.join(LOSSES)}")
         if self.steps < 1:
-            raise VmcError("--steps must be at least 1")
+            raise VmcError(f"--steps must be at least 1, got {self.steps}",
+                           "give a whole number of optimisation steps, e.g. --steps 400, or leave it out")
         if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise VmcError("--lr must be a positive number")
+            raise VmcError(f"--lr must be a positive number, got {self.lr}",
+                           "e.g. --lr 1e-4, or leave it out for the backend's")
+        if self.stride < 1:
+            raise VmcError(f"--residual-stride must be at least 1, got {self.stride}",
+                           "e.g. --residual-stride 1 (the paper's)")
+        if self.target not in TARGETS:
+            import re
+
+            try:
+                re.compile(self.target)
+            except re.error as exc:
+                raise VmcError(f"--target {self.target!r} is not a valid regular expression ({exc})",
+                               f"use one of {', '.join(TARGETS)} or a regular expression over parameter names"
+                               ) from None
         lo, hi = self.timestep_range = tuple(int(v) for v in self.timestep_range)
         if lo < 0 or (hi >= 0 and hi < lo):
             raise VmcError(f"--timesteps {lo}:{hi} is not a range of timesteps",

@@ -44,7 +44,8 @@ def select_parameters(unet: torch.nn.Module, target: str, marker: str = "temp_at
         try:
             pat = re.compile(target)
         except re.error as exc:
-            raise VmcError(f"--target {target!r} is not a valid regular expression ({exc})") from None
+            raise VmcError(f"--target {target!r} is not a valid regular expression ({exc})",
+                           f"use one of {', '.join(TARGETS)} or a regular expression over parameter names") from None
     chosen = {n: p for n, p in params.items() if pat.search(n)}
     if not chosen:
         raise VmcError(f"--target {target!r} matches no parameter of the key-frame model",
@@ -118,7 +119,8 @@ def tune(backend, video: torch.Tensor, text: torch.Tensor, config: TuneConfig,
     last = scheduler.config.num_train_timesteps - 1
     t_hi = last if t_hi < 0 else t_hi
     if t_hi > last:
-        raise VmcError(f"--timesteps reaches {t_hi}, past the schedule's last timestep {last}")
+        raise VmcError(f"--timesteps reaches {t_hi}, past the schedule's last timestep {last}",
+                       f"give LO:HI with HI at most {last}, e.g. --timesteps 0:{last}")
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, betas=config.betas,
                                   weight_decay=config.weight_decay, eps=config.adam_eps)
     gen = torch.Generator("cpu").manual_seed(config.seed)

@@ -163,7 +163,8 @@ class Show1Backend(Backend):
             except ValueError:
                 n = 0
             if n < 1:
-                raise VmcError(f"VMC_SHOW1_STEPS: {stage}={value!r} is not a positive number of steps")
+                raise VmcError(f"VMC_SHOW1_STEPS: {stage}={value!r} is not a positive number of steps",
+                               f"set e.g. VMC_SHOW1_STEPS={stage}=50, or unset it for the defaults")
             self.stage_settings[stage]["steps"] = n
         offload = env.get("VMC_SHOW1_OFFLOAD", "auto") if offload is None else offload
         self.offload = "auto" if str(offload).strip().lower() == "auto" else _flag(offload, "VMC_SHOW1_OFFLOAD")
@@ -465,7 +466,8 @@ class Show1Backend(Backend):
 
             unet = self._from_pretrained_diffusers(UNet2DConditionModel, role, folder, "unet")
             if unet.config.in_channels != IN_CHANNELS[role]:
-                raise VmcError(f"{found.spec.repo_id}'s UNet takes {unet.config.in_channels} input channels, not 6")
+                raise VmcError(f"{found.spec.repo_id}'s UNet takes {unet.config.in_channels} input channels, not 6",
+                               "point the model path at the Show-1 repositories' own files")
             models["unet"] = unet.eval().requires_grad_(False).to(where)
         else:
             models["unet"] = self._load_show1_unet(role, where)

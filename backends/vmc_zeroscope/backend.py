@@ -140,7 +140,8 @@ class ZeroScopeBackend(LatentVideoBackend):
         try:
             width, height = (int(v) for v in size.lower().split("x"))
         except ValueError:
-            raise VmcError(f"VMC_ZEROSCOPE_XL_SIZE={size!r} is not WIDTHxHEIGHT") from None
+            raise VmcError(f"VMC_ZEROSCOPE_XL_SIZE={size!r} is not WIDTHxHEIGHT",
+                           "set e.g. VMC_ZEROSCOPE_XL_SIZE=1024x576, or unset it") from None
         xl = _XLStage()
         xl.name, xl.device, xl.dtype = "zeroscope xl", self.device, self.dtype
         xl.gradient_checkpointing = False
