@@ -26,6 +26,17 @@ if TYPE_CHECKING:  # pragma: no cover
 DTYPES = ("float32", "float16", "bfloat16")
 
 
+def check_device(device: str) -> str:
+    """``--device``: auto, cpu, mps, cuda or cuda:N (checked without importing torch)."""
+    import re
+
+    from .errors import VmcError
+
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", device or ""):
+        raise VmcError(f"unknown --device {device!r}", "use auto, cpu, cuda or cuda:N")
+    return device
+
+
 def torch_dtype(name, device_type: str, half_on_cuda: bool = False):
     """The torch dtype for a ``--dtype`` name (or a torch dtype); None gives float16 on CUDA
     when ``half_on_cuda``, else float32."""

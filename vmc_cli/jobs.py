@@ -5,13 +5,12 @@ generate from it. Commands only parse options and print; these do the work.
 from __future__ import annotations
 
 import math
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__
-from .backend import DTYPES
+from .backend import DTYPES, check_device
 from .clips import clip_sha256, pick_frames, read_clip
 from .errors import VmcError
 from .progress import SILENT, Reporter
@@ -19,7 +18,7 @@ from .profiles import CLIP, INVERSION, SCHEMA, WEIGHTS, ProfileStore, check_back
 from .prompts import appearance_invariant
 from .sampling import matching_timestep
 from .tuning import BACKEND_TUNABLE, TuneConfig, apply_weights, blend_weights, loss_summary, resolve_config, tune
-from .video import guess_format, write_video
+from .video import check_output, write_video
 
 
 def default_backend() -> str:
@@ -27,12 +26,6 @@ def default_backend() -> str:
     import os
 
     return os.environ.get("VMC_BACKEND") or "show1"
-
-
-def check_device(device: str) -> str:
-    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", device or ""):
-        raise VmcError(f"unknown --device {device!r}", "use auto, cpu, cuda or cuda:N")
-    return device
 
 
 def check_dtype(dtype: str | None) -> str | None:
@@ -45,7 +38,45 @@ def check_counts(**options: int | None) -> None:
     """Step counts given on the command line must be >= 1 (checked before any loading)."""
     for option, value in options.items():
         if value is not None and value < 1:
-            raise VmcError(f"--{option.replace('_', '-')} must be at least 1, got {value}")
+            name = f"--{option.replace('_', '-')}"
+            raise VmcError(f"{name} must be at least 1, got {value}",
+                           f"give a whole number of 1 or more, e.g. {name} 50, or leave it out for the default")
+
+
+#: the highest frame rate taken (higher ones only make a resampled clip or a video enormous)
+MAX_FPS = 1000.0
+#: the largest key-frame side taken by --width / --height
+MAX_SIDE = 4096
+#: seeds are recorded in TOML and JSON, whose integers are 64-bit
+MAX_SEED = 2**63 - 1
+
+
+def check_finite(**options: float | None) -> None:
+    """Floating-point options must be numbers: nan and inf pass the command line's parser."""
+    for option, value in options.items():
+        if value is not None and not math.isfinite(value):
+            name = f"--{option.replace('_', '-')}"
+            raise VmcError(f"{name} must be a finite number, got {value}",
+                           f"give a number such as {name} 1.5, or leave it out for the default")
+
+
+def check_fps(fps: float | None) -> None:
+    if fps is not None and not (math.isfinite(fps) and 0 < fps <= MAX_FPS):
+        raise VmcError(f"--fps must be a number of frames per second above 0 and at most {MAX_FPS:g}, got {fps}",
+                       "e.g. --fps 8, or leave it out to keep the clip's (or the backend's) own rate")
+
+
+def check_seed(seed: int) -> None:
+    if not 0 <= seed <= MAX_SEED:
+        raise VmcError(f"--seed must be a whole number from 0 to {MAX_SEED}, got {seed}", "e.g. --seed 0")
+
+
+def check_size(**sides: int | None) -> None:
+    """--width / --height: None is the model's own; anything given must be a usable size."""
+    for option, value in sides.items():
+        if value is not None and not 1 <= value <= MAX_SIDE:
+            raise VmcError(f"--{option} must be a number of pixels from 1 to {MAX_SIDE}, got {value}",
+                           f"e.g. --{option} 256 (latent backends: a multiple of 64), or leave it out for the model's")
 
 
 def check_strength(strength: float | None) -> None:
@@ -128,31 +159,22 @@ def tune_clip(clip: str | Path, prompt: str, *, store: ProfileStore, runtime: Ru
     prompt = prompt.strip()
     if not prompt:
         raise VmcError("--prompt is empty", "describe the clip's subject and motion, e.g. 'a cat is roaring'")
+    check_options(checkpoint_every=checkpoint_every, fps=fps, width=width, height=height, frames=frames,
+                  stride=stride, seed=(options or {}).get("seed") if config is None else config.seed)
+    if config is None:
+        resolve_config({}, **(options or {}))  # a bad --steps, --lr, --loss... fails here, before any work
     tuning_prompt = prompt if keep_prompt else appearance_invariant(prompt)
-    name = validate_name(name or slug(tuning_prompt))
+    name = validate_name(slug(tuning_prompt) if name is None else name)  # --name '' is refused, not replaced
     if store.exists(name) and not force:
         raise VmcError(f"profile {name!r} already exists", "pass --name NEW, or --force to replace it")
-    # The name is ours from here to the saved profile: a second tune of the same name stops
-    # at once instead of racing this one (and losing minutes of work at the end).
-    with store.lock(name):
-        return _tune_locked(clip, prompt, tuning_prompt, name, store=store, runtime=runtime,
-                            backend_name=backend_name, frames=frames, stride=stride, start=start,
-                            config=config, options=options, keep_prompt=keep_prompt, force=force,
-                            crop=crop, fps=fps, resume=resume, checkpoint_every=checkpoint_every,
-                            width=width, height=height)
-
-
-def _tune_locked(clip, prompt, tuning_prompt, name, *, store, runtime, backend_name, frames, stride, start,
-                 config, options, keep_prompt, force, crop, fps, resume, checkpoint_every, width, height) -> dict:
-    from .checkpoints import Checkpointer, staging_root
+    from .checkpoints import staging_root
     from .plugins import get_backend
 
     if resume and not (staging_root(store.home) / name).is_dir():
         raise VmcError(f"--resume: there is no unfinished tune of {name!r} to continue",
                        "run the same command without --resume")
-    if checkpoint_every < 0:
-        raise VmcError(f"--checkpoint-every must be 0 (never) or more, got {checkpoint_every}")
-
+    # The clip and every option are checked before the name is locked (a refused input leaves
+    # nothing in the store, not even a lock file) and before any model loads.
     clip = Path(clip)
     backend_name = backend_name or default_backend()
     backend = get_backend(backend_name)
@@ -161,12 +183,26 @@ def _tune_locked(clip, prompt, tuning_prompt, name, *, store, runtime, backend_n
     runtime.configure(backend)  # sizes from the model's configurations
     if width is not None or height is not None:
         backend.set_keyframe_size(width, height)
-    source = read_clip(clip, size=(backend.width, backend.height), crop=crop)  # bad input fails before loading
+    source = read_clip(clip, size=(backend.width, backend.height), crop=crop)
     picked = pick_frames(source, or_default(frames, backend.num_frames), stride, start, fps)
+    if not 1 <= config.stride < len(picked.indexes):
+        raise VmcError(f"--residual-stride must be between 1 and {len(picked.indexes) - 1} for "
+                       f"{len(picked.indexes)} frames", "e.g. --residual-stride 1 (the paper's), or take more --frames")
+    # The name is ours from here to the saved profile: a second tune of the same name stops
+    # at once instead of racing this one (and losing minutes of work at the end).
+    with store.lock(name):
+        return _tune_locked(clip, prompt, tuning_prompt, name, store=store, runtime=runtime, backend=backend,
+                            backend_name=backend_name, source=source, picked=picked, stride=stride, start=start,
+                            config=config, given=given, keep_prompt=keep_prompt, force=force,
+                            crop=crop, fps=fps, resume=resume, checkpoint_every=checkpoint_every)
+
+
+def _tune_locked(clip, prompt, tuning_prompt, name, *, store, runtime, backend, backend_name, source, picked,
+                 stride, start, config, given, keep_prompt, force, crop, fps, resume, checkpoint_every) -> dict:
+    from .checkpoints import Checkpointer
+
     idx = picked.indexes
     video = source.frames
-    if not 1 <= config.stride < len(idx):
-        raise VmcError(f"--residual-stride must be between 1 and {len(idx) - 1} for {len(idx)} frames")
     runtime.load(backend, ("keyframes",))
     x = backend.frames_to_model(video[idx])
     text = backend.encode_prompts([tuning_prompt])
@@ -176,8 +212,9 @@ def _tune_locked(clip, prompt, tuning_prompt, name, *, store, runtime, backend_n
                    "backend": backend_name, "models": backend.model_info(), **config.to_dict()}
     checkpoint = Checkpointer(store.home, name, fingerprint, checkpoint_every)
     if checkpoint.exists() and not resume:
-        runtime.progress.log(f"an unfinished tune of {name!r} ({checkpoint.describe()}) is replaced by this one; "
-                             "--resume would have continued it")
+        described = checkpoint.describe()
+        runtime.progress.log(f"an unfinished tune of {name!r} ({described}) is replaced by this one"
+                             + ("" if described.startswith("damaged") else "; --resume would have continued it"))
     started = time.time()
     try:
         result = tune(backend, x, text, config, runtime.progress, checkpoint=checkpoint, resume=resume)
@@ -193,7 +230,8 @@ def _tune_locked(clip, prompt, tuning_prompt, name, *, store, runtime, backend_n
         "vmc_version": __version__,
         "name": name,
         "created": now(),
-        "backend": {"name": backend_name, "models": backend.model_info()},
+        "backend": {"name": backend_name, "models": backend.model_info(),
+                    "model_path": recordable_model_path(runtime.model_path)},
         "source": {
             "path": str(clip.resolve()),
             "kind": source.kind,
@@ -236,6 +274,23 @@ def _tune_locked(clip, prompt, tuning_prompt, name, *, store, runtime, backend_n
     }
 
 
+def check_options(*, checkpoint_every: int = 0, fps: float | None = None, width: int | None = None,
+                  height: int | None = None, frames: int | None = None, stride: int = 1,
+                  seed: int | None = None) -> None:
+    """The tune options that need no clip and no model, checked before anything is read."""
+    if checkpoint_every < 0:
+        raise VmcError(f"--checkpoint-every must be 0 (never) or more, got {checkpoint_every}",
+                       "e.g. --checkpoint-every 50, or 0 for no checkpoints")
+    check_fps(fps)
+    check_size(width=width, height=height)
+    if frames is not None and frames < 2:
+        raise VmcError(f"--frames must be at least 2, got {frames}", "e.g. --frames 8, or leave it out for the backend's")
+    if stride < 1:
+        raise VmcError(f"--stride must be at least 1, got {stride}", "e.g. --stride 2 to take every other frame")
+    if seed is not None:
+        check_seed(seed)
+
+
 def check_motion_scale(scale: float | None) -> None:
     if scale is not None and not (math.isfinite(scale) and scale >= 0):
         raise VmcError(f"--motion-scale must be a number >= 0, got {scale}",
@@ -245,6 +300,44 @@ def check_motion_scale(scale: float | None) -> None:
 def motion_scale_for(backend, scale: float | None) -> float:
     """``--motion-scale`` as given, else the backend's default (1: the profile as tuned)."""
     return or_default(scale, backend.defaults.get("motion_scale", 1.0))
+
+
+def recordable_model_path(model_path: str | None) -> str | None:
+    """``--model-path`` as the manifest keeps it: a folder as its absolute path (so a later
+    command from another folder finds it), anything else (a hub id) as given."""
+    if model_path is None:
+        return None
+    folder = Path(model_path).expanduser()
+    return str(folder.resolve()) if folder.is_dir() else str(model_path)
+
+
+def recorded_model_path(manifest: dict) -> str | None:
+    """The ``--model-path`` a profile was tuned with: recorded as such, or (profiles made before
+    it was) the local folder its model was loaded from."""
+    backend = manifest.get("backend", {})
+    if backend.get("model_path"):
+        return str(backend["model_path"])
+    models = backend.get("models", {})
+    info = models.get("base") if "base" in models else models.get("keyframes")  # base: --adapter is not it
+    if isinstance(info, dict) and info.get("source") == "local" and Path(str(info.get("id", ""))).is_absolute():
+        return str(info["id"]).split("#")[0]
+    return None
+
+
+def with_recorded_model(runtime: Runtime, manifest: dict, name: str) -> tuple[Runtime, str | None]:
+    """``runtime`` with the model a profile was tuned with when no ``--model-path`` is given
+    (it overrides); the folder's files are then checked against the recorded hashes like any
+    model's. Returns (runtime, the recorded path used or None)."""
+    import dataclasses
+
+    recorded = recorded_model_path(manifest)
+    if runtime.model_path is not None or recorded is None:
+        return runtime, None
+    if Path(recorded).is_absolute() and not Path(recorded).is_dir():
+        raise VmcError(f"profile {name!r} was tuned with the model in {recorded}, which is not there any more",
+                       "pass --model-path with a folder holding the same model files, or tune again")
+    runtime.progress.log(f"model: {recorded} (the one profile {name!r} was tuned with)")
+    return dataclasses.replace(runtime, model_path=recorded), recorded
 
 
 def load_profile(name: str, *, store: ProfileStore, runtime: Runtime, backend_name: str | None,
@@ -258,11 +351,21 @@ def load_profile(name: str, *, store: ProfileStore, runtime: Runtime, backend_na
     if backend_name:
         get_backend(backend_name)  # an unknown backend is reported as such
     check_backend(manifest, name, backend_name or made_by)
+    runtime, recorded = with_recorded_model(runtime, manifest, name)
 
     def same_models(info: dict) -> None:
-        check_backend(manifest, name, made_by, info)
+        try:
+            check_backend(manifest, name, made_by, info)
+        except VmcError as exc:
+            if recorded is None:
+                raise
+            raise VmcError(f"the model files in {recorded} have changed since profile {name!r} was tuned with them "
+                           f"({exc.message})",
+                           "pass --model-path with a folder holding the files it was tuned with, or tune again") from None
 
-    backend = runtime.load(get_backend(made_by), stages, check=same_models)  # refused before weights load
+    backend = get_backend(made_by)
+    runtime.backend_options(backend, backend.load)  # an option the backend has no use for, before loading
+    backend = runtime.load(backend, stages, check=same_models)  # refused before weights load
     same_models(backend.model_info())
     recorded = manifest.get("backend", {}).get("models", {})
     for role, now_info in backend.model_info().items():  # e.g. another SD1.5 base under the same adapter
@@ -357,12 +460,15 @@ def generate(name: str, prompts: list[str], outputs: list[Path], *, store: Profi
     check_counts(steps=steps, invert_steps=invert_steps)
     check_strength(strength)
     check_motion_scale(motion_scale)
-    if fps is not None and not fps > 0:
-        raise VmcError(f"--fps must be positive, got {fps}")
+    check_finite(guidance=guidance)
+    check_fps(fps)
+    check_seed(seed)
+    # a bad --format or suffix, a folder that cannot be written... fails before any work
     for out in outputs:
-        guess_format(Path(out), fmt)  # a bad --format or -o suffix fails before any work
-    for out in [*(keyframe_outputs or []), *(side_by_side_outputs or [])]:
-        guess_format(Path(out), None)
+        check_output(Path(out), fmt, "-o")
+    for option, paths in (("--keyframes-out", keyframe_outputs), ("--side-by-side", side_by_side_outputs)):
+        for out in paths or []:
+            check_output(Path(out), None, option)
     backend, manifest = load_profile(name, store=store, runtime=runtime, backend_name=backend_name,
                                      stages=wanted_stages,
                                      motion_scale=motion_scale)

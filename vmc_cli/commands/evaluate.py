@@ -48,6 +48,9 @@ def evaluate(
     from ..output import emit_json, info
     from ..video import read_frames
 
+    from ..backend import check_device
+
+    check_device(device)
     if no_clip and source is None:
         raise VmcError("--no-clip leaves nothing to score without --source.",
                        hint="Pass --source CLIP to score motion fidelity, or drop --no-clip.")
@@ -59,6 +62,10 @@ def evaluate(
         raise VmcError("--plot draws the motion against --source", hint="Pass --source CLIP as well.")
     if plot is not None and plot.suffix.lower() != ".png":
         raise VmcError(f"--plot writes a PNG, not {plot.name}", hint="Give a path ending in .png.")
+    if plot is not None:
+        from ..video import check_output
+
+        check_output(plot, option="--plot", suffix=".png")  # before minutes of tracking
     if not no_clip and not prompt:
         raise VmcError("--prompt is required for the CLIP scores.",
                        hint="Pass --prompt, or --no-clip with --source to score motion fidelity only.")
@@ -89,6 +96,8 @@ def evaluate(
              quiet or as_json)
         motion = motion_fidelity(source_frames, frames, keep_tracks=plot is not None)
         tracks = motion.pop("tracks", None)
+        if motion.get("warning"):
+            info(f"warning: {motion['warning']}", quiet or as_json)
         result.update({"source": str(source), **motion})
         if plot is not None:
             import cv2
@@ -112,7 +121,8 @@ def evaluate(
         print(f"temporal consistency {result['temporal_consistency']:.4f}")
     if motion is not None:
         if motion["motion_fidelity"] is None:
-            print("motion fidelity      n/a (no moving points in either video)")
+            print(f"motion fidelity      n/a ({motion['tracks_output']} and {motion['tracks_source']} moving tracks: "
+                  "nothing to compare)")
         else:
             print(f"motion fidelity      {motion['motion_fidelity']:.4f}  "
                   f"(video->source {motion['output_to_source']:.4f}, "

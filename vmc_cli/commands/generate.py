@@ -11,14 +11,25 @@ from ..options import Adapter, Backend, Device, Dtype, Home, Json, ModelPath, Mo
 
 def _read_prompts(prompt: str | None, prompt_file: Path | None) -> list[str]:
     if (prompt is None) == (prompt_file is None):
-        raise VmcError("give exactly one of --prompt and --prompt-file")
+        raise VmcError("give exactly one of --prompt and --prompt-file",
+                       "--prompt 'a tiger roaring in snow' for one video, --prompt-file FILE for one per line")
     if prompt is not None:
         if not prompt.strip():
-            raise VmcError("--prompt is empty")
+            raise VmcError("--prompt is empty", "describe the new video, e.g. --prompt 'a tiger roaring in snow'")
         return [prompt.strip()]
+    if prompt_file.is_dir():
+        raise VmcError(f"--prompt-file {prompt_file} is a folder", "give a text file with one prompt per line")
     if not prompt_file.is_file():
         raise VmcError(f"no such file: {prompt_file}", "--prompt-file takes a text file with one prompt per line")
-    lines = [ln.strip() for ln in prompt_file.read_text(encoding="utf-8").splitlines()]
+    try:
+        text = prompt_file.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise VmcError(f"--prompt-file {prompt_file} is not UTF-8 text",
+                       "give a text file with one prompt per line") from None
+    except OSError as exc:
+        raise VmcError(f"cannot read --prompt-file {prompt_file} ({exc.strerror or exc})",
+                       "give a readable text file with one prompt per line") from None
+    lines = [ln.strip() for ln in text.splitlines()]
     prompts = [ln for ln in lines if ln and not ln.startswith("#")]
     if not prompts:
         raise VmcError(f"{prompt_file} holds no prompts", "write one prompt per line")
@@ -148,6 +159,13 @@ def generate(
     outputs = output_paths(profile, prompts, output, fmt, batch=prompt_file is not None)
     keyframes = keyframe_paths(outputs, keyframes_out, batch=prompt_file is not None)
     pairs = keyframe_paths(outputs, side_by_side, prompt_file is not None, "--side-by-side", "side_by_side")
+    if as_json:
+        from ..video import stream_of
+
+        taken = [p for p in [*outputs, *(keyframes or []), *(pairs or [])] if stream_of(p) == 1]
+        if taken:
+            raise VmcError(f"--json and {taken[0]} both write to stdout",
+                           "drop --json, or write the video to a file")
     processes = _processes()
     mine = list(range(len(prompts)))
     if processes is not None:  # accelerate launch: this process's share of the prompts, on its own device
