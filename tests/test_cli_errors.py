@@ -1,6 +1,7 @@
-"""The error contract: every expected failure is exit code 1, one ``Error:`` line (plus an
-optional ``Hint:`` line) on stderr, no traceback, nothing on stdout with ``--json``, and
-nothing half-written on disk. Usage errors are exit code 2."""
+"""The error contract: every expected failure is exit code 1, one ``Error:`` line and one
+``Hint:`` line on stderr, no traceback, with ``--json`` exactly one JSON document on stdout
+(``{"error", "hint", "code"}``), and nothing half-written on disk. Usage errors are exit
+code 2, in the same form."""
 
 from __future__ import annotations
 
@@ -17,19 +18,23 @@ PROFILE = "disc-is-moving"
 
 
 # -- helpers -------------------------------------------------------------------
-def assert_user_error(res, *fragments: str, json_mode: bool = True) -> str:
-    """Exit 1, stderr is exactly ``Error: ...`` [+ ``Hint: ...``], no traceback; returns the Error line."""
-    assert res.code == 1, res
+def assert_user_error(res, *fragments: str, json_mode: bool = True, code: int = 1) -> str:
+    """Exit ``code``, stderr is exactly ``Error: ...`` + ``Hint: ...``, no traceback, and (``json_mode``:
+    the command had --json) stdout is one JSON document saying the same; returns the Error line."""
+    import json
+
+    assert res.code == code, res
     assert "Traceback" not in res.stderr, res
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
-    assert 1 <= len(lines) <= 2, res
+    assert len(lines) == 2, res
     assert lines[0].startswith("Error: "), res
-    if len(lines) == 2:
-        assert lines[1].startswith("Hint: "), res
+    assert lines[1].startswith("Hint: ") and len(lines[1]) > len("Hint: ") + 5, res
     for fragment in fragments:
         assert fragment.lower() in lines[0].lower(), (fragment, res)
     if json_mode:
-        assert res.stdout == "", res
+        assert json.loads(res.stdout) == {"error": lines[0][len("Error: "):], "hint": lines[1][len("Hint: "):],
+                                          "code": code}, res
+        assert res.stdout.count("\n") == 1, res  # one document, one line
     return lines[0]
 
 
@@ -241,9 +246,9 @@ def test_interrupted_tune_leaves_nothing(run_cli, vmc_home, clip_path, monkeypat
     calls = interrupt_at_call(monkeypatch, 2)
     res = run_cli("tune", clip_path, "--prompt", "a disc is moving", "--steps", "2", "--json")
     assert len(calls) == 2  # the interrupt really came from inside the loop, at step 2
-    assert res.code != 0, res
+    assert res.code == 130, res
     assert "Traceback" not in res.stderr
-    assert res.stdout == ""
+    assert res.stdout == ""  # Ctrl-C is not an error to report: no document
     assert_store_empty(vmc_home)
 
 
@@ -393,10 +398,21 @@ def test_debug_shows_traceback_in_a_real_process(tmp_path, vmc_home):
 ])
 def test_usage_errors_exit_2(run_cli, vmc_home, clip_path, args):
     res = run_cli(*[a.replace("{clip}", str(clip_path)) for a in args], "--json")
-    assert res.code == 2, res
-    assert res.stdout == ""
-    assert "Traceback" not in res.stderr
+    line = assert_user_error(res, code=2)
+    assert "--help" in res.stderr.splitlines()[1]  # the hint names the command's help
+    assert "Usage:" not in res.stderr and "╭" not in line
     assert_store_empty(vmc_home)
+
+
+def test_usage_error_without_json_leaves_stdout_empty(run_cli, vmc_home):
+    res = run_cli("tune", "--steps", "many")
+    assert_user_error(res, json_mode=False, code=2)
+    assert res.stdout == ""
+
+
+def test_bare_command_still_prints_its_help(run_cli):
+    res = run_cli("profiles")
+    assert res.code == 2 and "Usage" in res.stdout and "list" in res.stdout, res  # as typer prints it
 
 
 # -- controls: the same commands succeed on good input (so the refusals above are not vacuous) --
@@ -475,7 +491,7 @@ def test_show1_is_the_default_backend_and_offline_says_how_to_download(run_cli, 
     monkeypatch.delenv("VMC_SHOW1_PATH", raising=False)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub-cache"))
     res = run_cli("tune", clip_path, "--prompt", "a disc is moving", "--steps", "1", "--json")
-    assert res.code == 1 and res.stdout == "", res
-    assert "showlab/show-1-base" in res.stderr and "hf download" in res.stderr
+    assert_user_error(res, "showlab/show-1-base")
+    assert "hf download" in res.stderr
     assert "Traceback" not in res.stderr
     assert not (vmc_home / "profiles").exists() or not any((vmc_home / "profiles").iterdir())

@@ -132,7 +132,7 @@ def test_same_name_twice_in_the_cli(run_cli, register_plugin):
     register_plugin(ClashingPlugin(), "clash")
     res = run_cli("backends", "--json")
     assert res.code == 1, res
-    assert res.stdout == ""
+    assert res.json()["code"] == 1 and res.json()["error"] == res.stderr.splitlines()[0][len("Error: "):]
     assert res.stderr.startswith("Error: backend 'tiny' is registered twice")
     assert "Traceback" not in res.stderr
 

@@ -103,7 +103,7 @@ def test_tune_refuses_a_leftover_folder_before_any_work(run_cli, store, clip_pat
     (store.root / "half").mkdir(parents=True)
     monkeypatch.setattr(jobs, "read_clip", lambda *a, **k: pytest.fail("tune read the clip"))
     res = run_cli("tune", clip_path, "--prompt", "a disc is moving", "--name", "half", "--steps", "1", "--json")
-    assert res.code == 1 and res.stdout == "", res
+    assert res.code == 1 and "already exists" in res.json()["error"], res
     assert res.stderr.startswith("Error: profile 'half' already exists")
 
 
@@ -341,7 +341,7 @@ def test_profiles_rm_needs_yes(run_cli, store):
     folder = make(store, "disc")
     res = run_cli("profiles", "rm", "disc", "--json")
     assert res.code == 1, res
-    assert res.stdout == ""
+    assert res.json()["error"] == "not removing 'disc' without --yes"
     assert res.stderr.startswith("Error: not removing 'disc' without --yes")
     assert "Traceback" not in res.stderr
     assert (folder / MANIFEST).is_file()
