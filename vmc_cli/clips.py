@@ -260,11 +260,12 @@ def pick_frames(clip: Clip, frames: int, stride: int = 1, start: str | int | Non
             raise VmcError(f"--start {seconds:g}s is past the end of the clip ({times[-1]:.2f}s)",
                            f"give a --start below {times[-1]:.2f}s, or leave it out to start at the first frame")
         frame = int(later[0])
-    positions = [frame + i * stride for i in range(frames)]
-    if positions[-1] >= len(axis):
+    last = frame + (frames - 1) * stride  # before building the list: --frames may be huge
+    if last >= len(axis):
         at = f"{seconds:g}s" if seconds is not None else f"frame {frame}"
         rate = f" at {fps:g} fps" if fps is not None else ""
         raise VmcError(f"the clip has {count_of(len(axis), 'frame')}{rate}, but {frames} frames with stride {stride} "
-                       f"from {at} need {positions[-1] + 1}", "use a longer clip or lower --frames / --stride / --start")
+                       f"from {at} need {last + 1}", "use a longer clip or lower --frames / --stride / --start")
+    positions = [frame + i * stride for i in range(frames)]
     indexes = [int(axis[p]) for p in positions]
     return Picked(indexes, [round(float(times[i]), 4) for i in indexes] if clip.times is not None else None)

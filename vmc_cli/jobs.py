@@ -291,6 +291,34 @@ def check_options(*, checkpoint_every: int = 0, fps: float | None = None, width:
         check_seed(seed)
 
 
+def check_steps_fit(backend, **steps: int) -> None:
+    """Sampling and inversion steps cannot outnumber the schedule's timesteps (diffusers says so
+    with a ValueError, after the model has loaded; here as one line with what to type)."""
+    limit = int(backend.sampling_scheduler().config.num_train_timesteps)
+    for option, value in steps.items():
+        if value > limit:
+            name = f"--{option.replace('_', '-')}"
+            raise VmcError(f"{name} {value} is more than the {limit} timesteps of {backend.name}'s schedule",
+                           f"give {name} {limit} or fewer (50 to 100 is usual)")
+
+
+def same_file_twice(options: list[tuple[str, list[Path] | None]]) -> None:
+    """Refuse two outputs of one run that are the same file (the second would overwrite the first)."""
+    import os
+
+    from .video import stream_of
+
+    seen: dict[str, str] = {}
+    for option, paths in options:
+        for path in paths or []:
+            if stream_of(path) is not None:
+                continue  # /dev/null twice is fine
+            key = os.path.realpath(path)
+            if key in seen:
+                raise VmcError(f"{option} {path} is the same file as {seen[key]}", "give each output its own path")
+            seen[key] = f"{option} {path}"
+
+
 def check_motion_scale(scale: float | None) -> None:
     if scale is not None and not (math.isfinite(scale) and scale >= 0):
         raise VmcError(f"--motion-scale must be a number >= 0, got {scale}",
@@ -428,6 +456,7 @@ def invert_profile(name: str, *, store: ProfileStore, runtime: Runtime, steps: i
                                      stages=("keyframes",), motion_scale=motion_scale)
     motion_scale = motion_scale_for(backend, motion_scale)
     steps = or_default(steps, backend.defaults["invert_steps"])
+    check_steps_fit(backend, steps=steps)
     strength = or_default(strength, backend.defaults.get("strength", 1.0))
     _, info = invert(backend, name, manifest, store, steps, runtime.progress, strength,
                      inversion_settings(backend, steps, strength, motion_scale))
@@ -469,6 +498,7 @@ def generate(name: str, prompts: list[str], outputs: list[Path], *, store: Profi
     for option, paths in (("--keyframes-out", keyframe_outputs), ("--side-by-side", side_by_side_outputs)):
         for out in paths or []:
             check_output(Path(out), None, option)
+    same_file_twice([("-o", outputs), ("--keyframes-out", keyframe_outputs), ("--side-by-side", side_by_side_outputs)])
     backend, manifest = load_profile(name, store=store, runtime=runtime, backend_name=backend_name,
                                      stages=wanted_stages,
                                      motion_scale=motion_scale)
@@ -476,6 +506,7 @@ def generate(name: str, prompts: list[str], outputs: list[Path], *, store: Profi
     steps = or_default(steps, backend.defaults["sample_steps"])
     guidance = or_default(guidance, backend.defaults["guidance"])
     invert_steps = or_default(invert_steps, backend.defaults["invert_steps"])
+    check_steps_fit(backend, steps=steps, **({"invert_steps": invert_steps} if init == "inverted" else {}))
     strength = or_default(strength, backend.defaults.get("strength", 1.0))
     negative = or_default(negative_prompt, backend.defaults.get("negative_prompt", ""))
     # Every prompt is encoded once, then the text encoder can go (a batch must not reload it).

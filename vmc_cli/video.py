@@ -63,14 +63,14 @@ def frame_indexes(total: int, frames: int, stride: int = 1, start: int = 0) -> l
     if stride < 1 or start < 0:
         raise VmcError(f"--stride must be at least 1 and --start at least 0, got {stride} and {start}",
                        "e.g. --stride 1 --start 0")
-    idx = [start + i * stride for i in range(frames)]
-    if idx[-1] >= total:
+    last = start + (frames - 1) * stride  # before building the list: frames may be huge
+    if last >= total:
         raise VmcError(
             f"the clip has {total} frame{'' if total == 1 else 's'}, but {frames} frames with stride {stride} from frame {start} "
-            f"need {idx[-1] + 1}",
+            f"need {last + 1}",
             "use a longer clip or lower --frames / --stride / --start",
         )
-    return idx
+    return [start + i * stride for i in range(frames)]
 
 
 def default_mode(path: str | Path) -> None:
@@ -148,6 +148,13 @@ def check_output(path: str | Path, fmt: str | None = None, option: str = "-o", s
         folder = folder.parent
     if not folder.is_dir():
         raise VmcError(f"{option} {path}: {folder} is not a folder", f"choose another {option}")
+    try:
+        name_max = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    if len(target.name.encode()) + 24 > name_max:  # room for the temporary name next to it
+        raise VmcError(f"{option} {path}: the file name is too long ({len(target.name.encode())} bytes, at most "
+                       f"{name_max - 24} here)", f"give {option} a shorter name")
     try:  # the one sure test: create (and remove) an entry where the output will be renamed into place
         fd, probe = tempfile.mkstemp(prefix=".vmc-probe-", dir=folder)
         os.close(fd)
