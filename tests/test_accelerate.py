@@ -19,6 +19,8 @@ import pytest
 
 from vmc_cli.video import read_frames
 
+pytestmark = pytest.mark.slow  # two accelerate processes per run
+
 LAUNCH = ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "vmc_cli"]
 COMMON = ["--stages", "keyframes", "--steps", "2", "--invert-steps", "2", "--format", "png"]

@@ -8,6 +8,8 @@ import pytest
 from conftest import SHARED
 from vmc_cli.video import read_frames
 
+pytestmark = pytest.mark.slow  # whole CLI runs, 10 s to 1.5 min each on two cores
+
 
 def test_tune_generate_eval(run_cli, clip_path, tmp_path, vmc_home, tiny_clip_dir):
     r = run_cli("tune", clip_path, "--prompt", "a red disc is flying over the sea at sunset", "--steps", "2", "--json")

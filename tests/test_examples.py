@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # the demo and the batch example, run whole from a shell
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -251,6 +251,7 @@ def test_offload_keeps_the_vae_and_text_encoder_off_the_device_with_the_same_res
 
 
 # -- animatediff --------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_animatediff_profiles_move_across_bases_but_not_adapters(run_cli, clip_path, animatediff_folders, tmp_path):
     f = animatediff_folders
     r = run_cli("tune", clip_path, "-p", "a disc", "--backend", "animatediff", "--model-path", f["base_a"],
@@ -374,6 +375,7 @@ def test_half_precision_keeps_fp32_masters_for_the_tuned_qkv(zeroscope_folder):
     tune(half, x.to(torch.bfloat16), half.encode_prompts(["a disc"]), TuneConfig(steps=1, lr=1e-3))
 
 
+@pytest.mark.slow
 def test_zeroscope_xl_stage_runs_only_when_asked(run_cli, clip_path, zeroscope_folder, tmp_path, monkeypatch,
                                                  tiny_clip_dir):
     from diffusers import DDIMScheduler, TextToVideoSDPipeline

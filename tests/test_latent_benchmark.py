@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -41,6 +42,7 @@ def test_full_layouts_match_the_published_parameter_counts():
         assert count(UNet3DConditionModel(**L.zeroscope_unet_config("full"))) == reference == 1_411_233_860
 
 
+@pytest.mark.slow
 def test_reduced_run_tunes_only_the_temporal_qkv(tmp_path):
     out = tmp_path / "latent.json"
     r = subprocess.run([sys.executable, str(BENCH / "latent_gpu.py"), "--size", "reduced", "--steps", "2",

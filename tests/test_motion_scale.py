@@ -51,6 +51,7 @@ def test_the_model_gets_the_blended_weights(run_cli, clip_path, vmc_home):
     assert moved == len(weights)  # lr 1e-2: every tuned tensor left the base model
 
 
+@pytest.mark.slow
 def test_scale_zero_is_the_base_model_whatever_the_profile(run_cli, clip_path, tmp_path, monkeypatch):
     """Two profiles of one clip, tuned differently, give the same video at S=0 and different ones at S=1.
     Inversions are cached per scale: a new scale inverts again, the same scale does not."""
@@ -90,6 +91,7 @@ def test_invert_takes_the_scale_and_bad_values_are_refused(run_cli, clip_path):
         assert r.code == 1 and "--motion-scale must be a number >= 0" in r.stderr, r
 
 
+@pytest.mark.slow
 def test_backend_default_scale_applies_when_the_option_is_left_out(run_cli, clip_path, tmp_path, monkeypatch):
     """A backend may default to another scale (the shapes backend uses 0.5): without
     --motion-scale, generate must use it, say so in its JSON, and give the video of that

@@ -52,6 +52,7 @@ def test_manifest_of_a_real_tune(run_cli, profile, clip_path):
                            "appearance_invariant": True}
 
 
+@pytest.mark.slow
 def test_human_stdout_is_only_the_result_line(run_cli, clip_path, tmp_path):
     r = run_cli("tune", clip_path, "-p", "a disc is moving", "--steps", "1", "--name", "h")
     assert r.code == 0 and r.stdout.splitlines() == [f"profile h saved in {r.stdout.split(' saved in ')[1].strip()}"]
@@ -97,6 +98,7 @@ def test_inversion_uses_the_empty_prompt_without_guidance(run_cli, profile, monk
     assert all(b == 1 and torch.equal(text, empty) for _, b, text in calls)  # one pass a step: no guidance
 
 
+@pytest.mark.slow
 def test_generate_and_invert_use_the_profiles_weights(run_cli, profile, tmp_path, vmc_home):
     """The tuned weights change the key-frames, and a weights file naming another model's
     parameters is refused with one line."""

@@ -26,6 +26,7 @@ def test_side_by_side_by_hand():
     assert (out[0, :, :12] == (255, 0, 0)).all() and (out[2, :, :12] == (0, 255, 0)).all()
 
 
+@pytest.mark.slow
 def test_generate_side_by_side(run_cli, clip_path, tmp_path, vmc_home):
     import torch
 

@@ -17,6 +17,8 @@ from safetensors.torch import load_file
 import vmc_cli.checkpoints as checkpoints
 from vmc_cli.profiles import ProfileStore
 
+pytestmark = pytest.mark.slow  # real tunes in subprocesses, one killed with SIGKILL
+
 TUNE = ("--steps", "8", "--checkpoint-every", "2", "--lr", "1e-2", "--seed", "3", "--backend", "tiny")
 
 

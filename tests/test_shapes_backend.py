@@ -100,6 +100,7 @@ def test_missing_weights_folder_is_a_one_line_error(tmp_path):
         ShapesBackend(tmp_path / "nothing").load()
 
 
+@pytest.mark.slow
 def test_cli_tune_and_generate_on_the_shapes_backend(random_weights, run_cli, tmp_path, monkeypatch):
     from vmc_cli.video import read_frames, write_video
     from vmc_shapes.world import held_out_paths, render
@@ -154,6 +155,7 @@ def test_shipped_weights_are_small_and_record_their_training():
     assert sum(p.numel() for p in [*unet.parameters(), *text.parameters()]) == record["parameters"]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (SHIPPED / "unet" / "config.json").exists(), reason="no shipped shapes weights")
 def test_shipped_model_draws_the_colour_it_is_asked_for():
     # From plain noise, a few captions with a short sampler: the colour must be right in most
@@ -220,6 +222,7 @@ def test_inbetweens_move_a_shape_along_the_shift_between_key_frames():
         assert 25 <= int(bright.sum()) <= 40, (k, int(bright.sum()))
 
 
+@pytest.mark.slow
 def test_shapes_cascade_keeps_a_moving_shape_trackable(random_weights):
     # The full cascade (8 key-frames -> 29 frames, 1.5x) on a shape rendered along a held-out
     # path: the in-between frames must lie on the path between their key-frames, and the

@@ -4,6 +4,7 @@ the training script records its recipe, and a v-prediction target is what it lea
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from vmc_shapes import model as shapes_model
@@ -25,6 +26,7 @@ def test_save_and_load_round_trip(tmp_path):
     assert not (tmp_path / "weights.tmp").exists()
 
 
+@pytest.mark.slow
 def test_training_script_runs_and_records_its_recipe(tmp_path):
     out = tmp_path / "w"
     subprocess.run([sys.executable, "-m", "vmc_shapes.train", "--steps", "2", "--batch", "2", "--clips", "4",

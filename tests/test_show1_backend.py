@@ -239,6 +239,7 @@ def _backend(**kwargs):
 # ------------------------------------------------------------------------------------------
 # the whole cascade through the CLI
 # ------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_tune_then_generate_the_whole_cascade(run_cli, clip_path, show1_root, show1_env, hub_cache, tmp_path):
     tuned = run_cli("tune", clip_path, "--prompt", "a disc is moving on the table", "--backend", "show1",
                     "--model-path", show1_root, "--steps", "2", "--device", "cpu", "--json")
@@ -266,6 +267,7 @@ def test_tune_then_generate_the_whole_cascade(run_cli, clip_path, show1_root, sh
     assert frames.shape == (29, 80, 144, 3)
 
 
+@pytest.mark.slow
 def test_cascade_shapes_and_stage_hand_offs(show1_root, show1_env):
     backend = _backend()
     backend.load(device="cpu", model_path=show1_root, stages=("all",))
@@ -599,6 +601,7 @@ def test_plugin_is_registered_and_cheap():
 # ------------------------------------------------------------------------------------------
 # the real weights (RUN_SLOW=1; skipped unless they are present)
 # ------------------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("RUN_SLOW") != "1", reason="set RUN_SLOW=1 to run with the real Show-1 weights")
 def test_real_weights(run_cli, clip_path, tmp_path, monkeypatch):
     """The real cascade with few steps: VMC_SHOW1_PATH or the hub cache (never a download), CUDA."""

@@ -232,6 +232,7 @@ def test_offload_keeps_cascade_results(tmp_path, monkeypatch):
 # ------------------------------------------------------------------------------------------
 # torch.compile (benchmarks/show1_gpu.py --compile)
 # ------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_compiled_unet_keeps_tuning_results(base_root):
     """The benchmark's ``--compile`` wraps the key-frame UNet in ``torch.compile`` before tuning:
     through dynamo's graph capture and AOT autograd (``aot_eager``) the losses and tuned weights

@@ -25,6 +25,8 @@ import pytest
 
 from vmc_cli.profiles import MANIFEST, ProfileStore
 
+pytestmark = pytest.mark.slow  # real subprocesses killed mid-write: minutes in all
+
 FAST = {  # the smallest runs that still go through every write of each command
     "tune": ["--steps", "2", "--backend", "tiny"],
     "invert": ["--steps", "2"],
