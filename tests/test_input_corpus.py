@@ -136,7 +136,7 @@ GENERATE = [(["generate", "{profile}", "-p", "a red cube", "-o", "{out}", *args]
     (["generate", "{profile}", "-p", "a cube", "-o", "{tmp}/" + "x" * 250 + ".mp4"], "too long", 1),
     (["generate", "{profile}", "-p", "a cube", "-o", "{ro}/x.mp4"], "cannot write -o", 1),
     (["generate", "{profile}", "-p", "a cube", "-o", "{text}/x.mp4"], "is not a folder", 1),
-    (["generate", "{profile}", "-p", "a cube", "-o", "/dev/null", "--format", "png"], "stream", 1),
+    (["generate", "{profile}", "-p", "a cube", "-o", "{tmp}/pipe", "--format", "png"], "stream", 1),
     (["generate", "{profile}", "-p", "a cube", "-o", "/dev/stdout"], "both write to stdout", 1),
     (["generate", "{profile}", "-p", "", "-o", "{out}"], "--prompt is empty", 1),
     (["generate", "{profile}", "-o", "{out}"], "exactly one of", 1),
@@ -253,6 +253,7 @@ def test_bad_input_is_refused_before_any_work(args, fragment, code, run_cli, sha
         ro.chmod(0o555)
     shutil.copytree(shared_profile, vmc_home / "profiles" / PROFILE)
     (tmp_path / "empty").mkdir()
+    os.mkfifo(tmp_path / "pipe")  # a stream, like /dev/null (whose node a regression could replace)
     (tmp_path / "taken.png").mkdir()  # a folder where a file is wanted
     (tmp_path / "taken.png" / "mine.txt").write_text("not frames")
     monkeypatch.chdir(tmp_path)  # default outputs land here, where the snapshot sees them

@@ -59,14 +59,22 @@ def decoded(data: bytes, tmp_path: Path, suffix: str = ".mp4") -> np.ndarray:
 
 
 # -- outputs: devices, FIFOs, stdout, symlinks ----------------------------------------
+# The tests write to device nodes of their own (made with mknod), never to the machine's
+# /dev/null or /dev/full: run as root against a regression, they would replace those.
+def device(tmp_path: Path, name: str, minor: int) -> Path:
+    """A character device node like /dev/null (minor 3) or /dev/full (minor 7), in tmp_path."""
+    node = tmp_path / name
+    try:
+        os.mknod(node, stat.S_IFCHR | 0o666, os.makedev(1, minor))
+    except OSError as exc:
+        pytest.skip(f"cannot make a device node here ({exc})")
+    return node
+
+
 def test_a_character_device_is_written_through_not_replaced(tmp_path):
     from vmc_cli.video import write_video
 
-    node = tmp_path / "null"
-    try:  # our own /dev/null, so that a regression cannot destroy the machine's
-        os.mknod(node, stat.S_IFCHR | 0o666, os.makedev(1, 3))
-    except (PermissionError, OSError) as exc:
-        pytest.skip(f"cannot make a device node here ({exc})")
+    node = device(tmp_path, "null", 3)
     link = tmp_path / "null-link.gif"
     link.symlink_to(node)
     write_video(frames(), node)
@@ -76,15 +84,14 @@ def test_a_character_device_is_written_through_not_replaced(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["null", "null-link.gif"]  # no temp files left
 
 
-def test_dev_full_is_an_error_and_stays_a_device(tmp_path):
+def test_a_full_device_is_an_error_and_stays_a_device(tmp_path):
     from vmc_cli.errors import VmcError
     from vmc_cli.video import write_video
 
-    if not Path("/dev/full").exists():
-        pytest.skip("no /dev/full here")
-    with pytest.raises(VmcError, match="cannot write /dev/full: No space left"):
-        write_video(frames(), "/dev/full")
-    assert stat.S_ISCHR(os.stat("/dev/full").st_mode)
+    full = device(tmp_path, "full", 7)
+    with pytest.raises(VmcError, match="cannot write .*full: No space left"):
+        write_video(frames(), full)
+    assert stat.S_ISCHR(full.stat().st_mode) and sorted(p.name for p in tmp_path.iterdir()) == ["full"]
 
 
 def test_a_fifo_is_written_through(tmp_path):
@@ -98,20 +105,22 @@ def test_a_fifo_is_written_through(tmp_path):
         with open(fifo, "rb") as f:
             got["data"] = f.read()
 
-    reader = threading.Thread(target=read)
+    reader = threading.Thread(target=read, daemon=True)  # a regression must fail the test, not hang it
     reader.start()
     write_video(frames(), fifo, "mp4")
     reader.join(30)
-    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    assert not reader.is_alive() and stat.S_ISFIFO(fifo.stat().st_mode)
     assert decoded(got["data"], tmp_path).shape == (6, 40, 64, 3)
 
 
 def test_dev_stdout_is_this_process_stdout(tmp_path, monkeypatch):
-    from vmc_cli.video import write_video
+    from vmc_cli.video import stream_of, write_video
 
+    assert stream_of("/dev/stdout") == stream_of("/dev/fd/1") == stream_of("/proc/self/fd/1") == 1
     out = io.TextIOWrapper(io.BytesIO())
     monkeypatch.setattr(sys, "stdout", out)
-    assert write_video(frames(), "/dev/stdout", "gif") == Path("/dev/stdout")
+    # the same path through /proc (a regression cannot replace anything there, unlike /dev/stdout)
+    assert write_video(frames(), "/proc/self/fd/1", "gif") == Path("/proc/self/fd/1")
     out.flush()
     assert decoded(out.buffer.getvalue(), tmp_path, ".gif").shape == (6, 40, 64, 3)
 
@@ -127,12 +136,12 @@ def test_generate_follows_symlinks_and_writes_through_devices(run_cli, profile, 
     fifo = tmp_path / "pairs"
     os.mkfifo(fifo)
     got = {}
-    reader = threading.Thread(target=lambda: got.update(data=open(fifo, "rb").read()))
+    reader = threading.Thread(target=lambda: got.update(data=open(fifo, "rb").read()), daemon=True)
     reader.start()
     res = run_cli("generate", PROFILE, "-p", "a cube", "-o", link, "--keyframes-out", dangling,
                   "--side-by-side", fifo, *FAST, "--json")
     reader.join(30)
-    assert res.code == 0, res
+    assert res.code == 0 and not reader.is_alive(), res
     assert link.is_symlink() and dangling.is_symlink()  # the links are kept...
     assert decoded(target.read_bytes(), tmp_path).shape[0] == 8  # ...and their targets written
     assert (tmp_path / "videos" / "key-target.gif").is_file()
@@ -141,11 +150,11 @@ def test_generate_follows_symlinks_and_writes_through_devices(run_cli, profile, 
     assert res.json()["videos"][0]["path"] == str(link)
 
 
-def test_generate_to_dev_null(run_cli, profile, tmp_path):
-    res = run_cli("generate", PROFILE, "-p", "a cube", "-o", "/dev/null", "--keyframes-out", "/dev/null", *FAST,
-                  "--json")
+def test_generate_to_a_null_device(run_cli, profile, tmp_path):
+    null = device(tmp_path, "null", 3)
+    res = run_cli("generate", PROFILE, "-p", "a cube", "-o", null, "--keyframes-out", null, *FAST, "--json")
     assert res.code == 0, res
-    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    assert stat.S_ISCHR(null.stat().st_mode)
 
 
 def test_eval_plot_follows_a_symlink(run_cli, tmp_path, clip_path):
