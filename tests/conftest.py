@@ -17,6 +17,17 @@ SHARED = ROOT.parent / "shared"
 sys.path.insert(0, str(ROOT / "examples"))
 
 
+def tune_tiny_profile(home: Path, clip: Path, prompt: str = "a disc is moving") -> Path:
+    """A real tiny-backend profile (1 tuning step) in the store ``home``; its folder."""
+    from vmc_cli.jobs import Runtime, tune_clip
+    from vmc_cli.profiles import ProfileStore
+    from vmc_cli.tuning import TuneConfig
+
+    result = tune_clip(clip, prompt, store=ProfileStore(home), runtime=Runtime("cpu"), backend_name="tiny",
+                       config=TuneConfig(steps=1))
+    return home / "profiles" / result["profile"]
+
+
 def pytest_configure(config):
     # One thread: the machines are small and shared; two threads under load thrash.
     import torch

@@ -198,14 +198,11 @@ CASES = TUNE + GENERATE + INVERT + EVAL + PROFILES
 @pytest.fixture(scope="module")
 def shared_profile(tmp_path_factory, clip_path) -> Path:
     """A real tiny profile (1 step), tuned once for this module."""
-    from vmc_cli.jobs import Runtime, tune_clip
-    from vmc_cli.profiles import ProfileStore
-    from vmc_cli.tuning import TuneConfig
+    from conftest import tune_tiny_profile
 
-    home = tmp_path_factory.mktemp("corpus-home")
-    tune_clip(clip_path, "a disc is moving", store=ProfileStore(home), runtime=Runtime("cpu"),
-              backend_name="tiny", config=TuneConfig(steps=1))
-    return home / "profiles" / PROFILE
+    path = tune_tiny_profile(tmp_path_factory.mktemp("corpus-home"), clip_path)
+    assert path.name == PROFILE
+    return path
 
 
 @pytest.fixture(scope="module")
