@@ -69,7 +69,7 @@ def shapes_variant_step_times(steps: int, compile_too: bool) -> dict[str, float]
     from vmc_cli.plugins import get_backend
     from vmc_cli.tuning import TuneConfig, tune
     from vmc_shapes.world import held_out_paths, render
-    from vmc_show1.blocks import FrameConv3d
+    from vmc_pixel.blocks import FrameConv3d
 
     backend = get_backend("shapes")
     backend.load()

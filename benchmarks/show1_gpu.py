@@ -205,7 +205,7 @@ def byte_level_clip_tokenizer():
 def build_backend(size: str, device: str, dtype: str, keyframe_size=(64, 40), offload="auto"):
     """The ``show1`` backend with a random key-frame UNet (as ``_load_keyframe_model`` leaves it)."""
     from vmc_show1.backend import Show1Backend
-    from vmc_show1.unet import Show1UNet3DConditionModel
+    from vmc_pixel.unet import Show1UNet3DConditionModel
 
     config = unet_config("base", size)
     schedulers, _ = scheduler_configs()
@@ -232,7 +232,7 @@ def build_cascade(backend, size: str) -> dict[str, int]:
 
     from vmc_show1.backend import IN_CHANNELS
     from vmc_show1.schedulers import scheduler_from_config
-    from vmc_show1.unet import Show1UNet3DConditionModel
+    from vmc_pixel.unet import Show1UNet3DConditionModel
 
     schedulers, _ = scheduler_configs()
     where = torch.device("cpu") if backend._offloading else backend.device

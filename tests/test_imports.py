@@ -69,3 +69,70 @@ def test_vmc_cli_has_no_import_cycle():
     graph = _imports()
     assert "vmc_cli.clips" in graph and "vmc_cli.video" in graph["vmc_cli.commands.evaluate"]
     assert _cycle(graph) is None, " -> ".join(_cycle(graph))
+
+
+# ---------------------------------------------------------------------------------------
+# backends: no registered backend imports another (a shared base package may be imported)
+# ---------------------------------------------------------------------------------------
+ROOT = PACKAGE.parent
+
+
+def registered_packages(pyproject: Path = ROOT / "pyproject.toml") -> dict[str, str]:
+    """Entry-point name -> top-level package of every backend in ``[project.entry-points.vmc]``."""
+    import tomllib
+
+    group = tomllib.loads(pyproject.read_text())["project"]["entry-points"]["vmc"]
+    return {name: target.split(":")[0].split(".")[0] for name, target in group.items()}
+
+
+def backend_imports(folder: Path, package: str) -> set[tuple[str, str]]:
+    """(file, top-level package) for every absolute import in ``folder`` (the package
+    ``package``), wherever in a file it is; relative imports stay inside the package."""
+    found = set()
+    for path in sorted(folder.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                tops = [node.module.split(".")[0]]
+            elif isinstance(node, ast.Import):
+                tops = [alias.name.split(".")[0] for alias in node.names]
+            else:
+                continue
+            found.update((path.relative_to(folder.parent).as_posix(), top) for top in tops if top != package)
+    return found
+
+
+def cross_backend_imports(backends_dir: Path, registered: set[str]) -> list[str]:
+    """``file imports package`` for each import of a registered backend package by another."""
+    return sorted(f"{file} imports {top}" for package in sorted(registered) if (backends_dir / package).is_dir()
+                  for file, top in backend_imports(backends_dir / package, package) if top in registered)
+
+
+def test_the_backend_check_sees_a_cross_import(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "base").mkdir()
+    (tmp_path / "a" / "__init__.py").write_text("import base\nfrom . import model\n")
+    (tmp_path / "a" / "model.py").write_text("def f():\n    from b.unet import UNet  # lazy imports count\n")
+    (tmp_path / "b" / "__init__.py").write_text("from base.x import y\nimport a.model as m\n")
+    assert cross_backend_imports(tmp_path, {"a", "b"}) == ["a/model.py imports b", "b/__init__.py imports a"]
+    (tmp_path / "a" / "model.py").write_text("from base import y\n")
+    (tmp_path / "b" / "__init__.py").write_text("from base.x import y\n")
+    assert cross_backend_imports(tmp_path, {"a", "b"}) == []
+
+
+def test_no_registered_backend_imports_another():
+    registered = set(registered_packages().values())
+    assert {"vmc_tiny", "vmc_show1", "vmc_shapes"} <= registered and "vmc_latent" not in registered
+    assert cross_backend_imports(ROOT / "backends", registered) == []
+
+
+def test_shared_base_packages_say_so():
+    """A package under backends/ that no entry point registers is a shared base, and its
+    docstring says so."""
+    registered = set(registered_packages().values())
+    bases = [p for p in sorted((ROOT / "backends").iterdir()) if (p / "__init__.py").is_file()
+             and p.name not in registered]
+    assert {p.name for p in bases} >= {"vmc_latent", "vmc_pixel"}
+    for base in bases:
+        doc = ast.get_docstring(ast.parse((base / "__init__.py").read_text())) or ""
+        assert "shared base" in doc.lower() and "not a plugin" in doc.lower(), base.name

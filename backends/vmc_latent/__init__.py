@@ -1,8 +1,11 @@
 """What the latent-space backends (``zeroscope``, ``animatediff``) share: a diffusers video
 UNet over VAE latents, a CLIP text encoder, files from the hub or a local folder.
 
-Not a plugin itself. The method (tuning, inversion, sampling) stays in ``vmc_cli``; this
-class only maps clips to latents and back, encodes prompts and predicts epsilon.
+A shared base package, not a plugin: it registers no backend, and it is one of the two
+packages (with :mod:`vmc_pixel`) that registered backends may import besides ``vmc_cli``
+(tests/test_imports.py checks that no registered backend imports another). The method
+(tuning, inversion, sampling) stays in ``vmc_cli``; this class only maps clips to latents
+and back, encodes prompts and predicts epsilon.
 
 - Clips: ``frames_to_model`` encodes each frame with the VAE (the mean of its latent
   distribution, times the VAE's scaling factor) into (1, 4, F, h, w); ``model_to_frames``
@@ -117,7 +120,7 @@ class LatentVideoBackend(Backend):
         from diffusers import AutoencoderKL
         from transformers import CLIPTextModel, CLIPTokenizer
 
-        from vmc_show1.stages import no_progress_bars, quiet_libraries
+        from vmc_cli.quiet import no_progress_bars, quiet_libraries
 
         text_folder = text_folder or folder
         with quiet_libraries(), no_progress_bars():

@@ -25,7 +25,7 @@ import torch
 
 from vmc_cli.backend import Backend, torch_dtype
 from vmc_cli.errors import VmcError
-from vmc_tiny.backend import SmallTextModel, TinyBackend
+from vmc_pixel.tiny import SmallTextModel, TinyBackend
 
 #: the tiny cascade at lower strengths: its random weights add noise in proportion
 #: and motion-compensated in-betweens, so that a shape travels between key-frames instead of

@@ -6,7 +6,7 @@ schedule. The network predicts v (``v = sqrt(abar) eps - sqrt(1 - abar) x0``), n
 an epsilon model this small never learnt the black-background prior at high noise, where
 the epsilon loss barely weighs x0 errors, and its samples from pure noise came out grey.
 The backend converts v to the epsilon the method works on. Text: a 2-layer CLIP text transformer over the hashing word
-tokenizer of the tiny backend (no vocabulary file), trained jointly with the UNet.
+tokenizer of the tiny cascade (:mod:`vmc_pixel.tiny`, no vocabulary file), trained jointly with the UNet.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ SCHEDULER = dict(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", pr
 def build(seed: int = 0):
     """Fresh (untrained) UNet, text encoder and tokenizer."""
     from transformers import CLIPTextConfig, CLIPTextModel
-    from vmc_show1.unet import Show1UNet3DConditionModel
-    from vmc_tiny.backend import HashTokenizer
+    from vmc_pixel.unet import Show1UNet3DConditionModel
+    from vmc_pixel.tiny import HashTokenizer
 
     torch.manual_seed(seed)
     unet = Show1UNet3DConditionModel.from_config(UNET)
@@ -57,7 +57,7 @@ def save_pretrained(folder: Path, unet, text, metadata: dict) -> None:
 
     from diffusers import DDPMScheduler
 
-    from vmc_show1.stages import no_progress_bars, quiet_libraries
+    from vmc_cli.quiet import no_progress_bars, quiet_libraries
 
     folder = Path(folder)
     tmp = folder.with_name(folder.name + ".tmp")
@@ -76,9 +76,9 @@ def load(folder: Path = WEIGHTS, device="cpu", dtype=torch.float32):
     """The trained UNet, text encoder and tokenizer from a folder written by :func:`save_pretrained`
     (weights stored in float16, run in ``dtype``)."""
     from transformers import CLIPTextModel
-    from vmc_show1.stages import no_progress_bars, quiet_libraries
-    from vmc_show1.unet import Show1UNet3DConditionModel
-    from vmc_tiny.backend import HashTokenizer
+    from vmc_cli.quiet import no_progress_bars, quiet_libraries
+    from vmc_pixel.unet import Show1UNet3DConditionModel
+    from vmc_pixel.tiny import HashTokenizer
 
     folder = Path(folder)
     with quiet_libraries(), no_progress_bars():

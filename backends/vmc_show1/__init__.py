@@ -29,7 +29,7 @@ def register_backends(register):
 
 def __getattr__(name: str):
     if name == "Show1UNet3DConditionModel":
-        from .unet import Show1UNet3DConditionModel
+        from vmc_pixel.unet import Show1UNet3DConditionModel
 
         return Show1UNet3DConditionModel
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

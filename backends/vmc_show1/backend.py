@@ -275,7 +275,7 @@ class Show1Backend(Backend):
             raise VmcError(f"cannot read {path}: {exc}", "download the model files again") from None
 
     def _load_show1_unet(self, role: str, device=None):
-        from .unet import Show1UNet3DConditionModel
+        from vmc_pixel.unet import Show1UNet3DConditionModel
 
         folder = self._resolved[role].folder
         unet = self._from_pretrained_diffusers(Show1UNet3DConditionModel, role, folder, "unet")

@@ -24,7 +24,6 @@ Stage settings (Show-1's; see ``backend.STAGE_SETTINGS``):
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 
 import numpy as np
@@ -32,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from vmc_cli.progress import SILENT, Reporter
+from vmc_cli.quiet import no_progress_bars, quiet_libraries  # noqa: F401 (backend.py uses both from here)
 
 
 def fold(x: torch.Tensor) -> torch.Tensor:
@@ -49,41 +49,6 @@ def unfold(x: torch.Tensor, batch: int) -> torch.Tensor:
 def _randn(shape, generator: torch.Generator, like: torch.Tensor) -> torch.Tensor:
     """Seeded CPU noise (the same on every device), moved next to ``like``."""
     return torch.randn(shape, generator=generator, dtype=torch.float32).to(like.device, like.dtype)
-
-
-@contextlib.contextmanager
-def quiet_libraries():
-    """Silence diffusers' and transformers' warnings for a moment (around imports and pipeline
-    construction: 'this pipeline is deprecated', 'falling back to CLIPImageProcessorPil')."""
-    from diffusers.utils import logging as dlogging
-    from transformers.utils import logging as tlogging
-
-    levels = dlogging.get_verbosity(), tlogging.get_verbosity()
-    dlogging.set_verbosity_error()
-    tlogging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        dlogging.set_verbosity(levels[0])
-        tlogging.set_verbosity(levels[1])
-
-
-@contextlib.contextmanager
-def no_progress_bars():
-    """No tqdm bars from diffusers/transformers while loading (vmc reports progress itself)."""
-    from diffusers.utils import logging as dlogging
-    from transformers.utils import logging as tlogging
-
-    enabled = dlogging.is_progress_bar_enabled(), tlogging.is_progress_bar_enabled()
-    dlogging.disable_progress_bar()
-    tlogging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if enabled[0]:
-            dlogging.enable_progress_bar()
-        if enabled[1]:
-            tlogging.enable_progress_bar()
 
 
 @torch.no_grad()

@@ -1,14 +1,15 @@
 """The built-in ``tiny`` backend: a small random-weight cascade that runs on a CPU in seconds.
 
 Registered through the ``vmc`` entry-point group like any third-party plugin.
-This module stays free of heavy imports; the models live in ``vmc_tiny.backend``.
+This module stays free of heavy imports; the models live in the shared base package
+(:mod:`vmc_pixel.tiny`, whose cascade the ``shapes`` backend borrows).
 """
 
 from vmc_cli import hookimpl
 
 
 def tiny_backend():
-    from .backend import TinyBackend
+    from vmc_pixel.tiny import TinyBackend
 
     return TinyBackend()
 

@@ -18,7 +18,7 @@ Conventions
   original silently did nothing).
 
 The block structure and the head-split conventions are documented in
-:mod:`vmc_show1.blocks`.
+:mod:`vmc_pixel.blocks`.
 """
 
 from __future__ import annotations
