@@ -29,10 +29,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks"), str(ROOT / "backends")]
 
 def main() -> None:
     from shapes_cli_check import TIE, bootstrap, draw_cases, paths
-    from shapes_transfer import path_error, sample_from
-    from shapes_tuning_check import parse_setting
+    from shapes_transfer import parse_setting, path_error, sample_from
 
-    from vmc_cli.inversion import ddim_invert
+    from vmc_cli.pipeline import MotionPipeline
     from vmc_cli.tuning import TuneConfig, apply_weights, blend_weights, tune
     from vmc_shapes.backend import ShapesBackend
     from vmc_shapes.world import caption, centroid_path, classify_appearance, render
@@ -52,14 +51,12 @@ def main() -> None:
     backend = ShapesBackend()
     backend.load()
     base = {k: v.detach().clone() for k, v in backend.unet.state_dict().items()}
-    empty = backend.encode_prompts([""])
     tuning_text = backend.encode_prompts([args.prompt])
     families = paths()
     rows, started = [], time.time()
 
     def invert(x0):
-        return ddim_invert(lambda x, t: backend.predict_noise(x, t, empty.expand(x.shape[0], -1, -1)),
-                           backend.inversion_scheduler(), x0, args.steps, strength=args.strength)
+        return MotionPipeline(backend).invert(x0, args.steps, args.strength)
 
     for case in draw_cases(args.cases, 0):
         colour, shape = case["source"]

@@ -77,28 +77,33 @@ def path_error(source: np.ndarray, output: np.ndarray) -> float:
 
 
 @torch.no_grad()
+def parse_setting(text: str) -> dict | None:
+    """``none`` -> None; ``LOSS:STEPS:LR[:TLO-THI[:TARGET]]`` -> TuneConfig keyword arguments."""
+    if text == "none":
+        return None
+    parts = text.split(":")
+    config = {"loss": parts[0], "steps": int(parts[1]), "lr": float(parts[2])}
+    if len(parts) > 3:
+        lo, hi = parts[3].split("-")
+        config["timestep_range"] = (int(lo), int(hi))
+    if len(parts) > 4:
+        config["target"] = parts[4]
+    return config
+
+
 def sample_from(backend, x0, prompts, *, steps: int, guidance: float, strength: float = 1.0,
                 noise: torch.Tensor | None = None, inverted: torch.Tensor | None = None):
-    """uint8 clips, one per prompt, sampled like ``vmc generate``: from ``noise`` when given,
-    else from the clip's DDIM inversion at ``strength`` (computed unless ``inverted`` is given)."""
-    from vmc_cli.inversion import ddim_invert, kept_signal
-    from vmc_cli.sampling import ddim_sample, guided, matching_timestep
+    """uint8 clips, one per prompt, sampled like ``vmc generate`` (:class:`vmc_cli.pipeline.MotionPipeline`):
+    from ``noise`` when given, else from the clip's DDIM inversion at ``strength`` (computed
+    unless ``inverted`` is given)."""
+    from vmc_cli.pipeline import MotionPipeline
 
+    pipeline = MotionPipeline(backend)
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-    empty = backend.encode_prompts([""])
-    start = None
     if noise is not None:
-        x_t = noise
+        out = pipeline.keyframes(noise, prompts, steps=steps, guidance=guidance)
     else:
-        x_t = inverted if inverted is not None else ddim_invert(
-            lambda x, t: backend.predict_noise(x, t, empty.expand(x.shape[0], -1, -1)),
-            backend.inversion_scheduler(), x0, steps, strength=strength)
-        if strength < 1:
-            signal = kept_signal(backend.inversion_scheduler(), steps, strength)["signal"]
-            start = matching_timestep(backend.sampling_scheduler(), steps, signal)
-    text = backend.encode_prompts(prompts)
-    out = ddim_sample(guided(backend.predict_noise, text, empty, guidance), backend.sampling_scheduler(),
-                      x_t.expand(len(prompts), -1, -1, -1, -1), steps, start_timestep=start)
+        out = pipeline.transfer(x0, prompts, steps=steps, guidance=guidance, strength=strength, inverted=inverted)
     return [backend.model_to_frames(out[i:i + 1]) for i in range(len(prompts))]
 
 
@@ -123,8 +128,6 @@ def measure(source_clip, source_path, clip, wanted, source_look, fidelity: bool 
 
 
 def run(args) -> dict:
-    from shapes_tuning_check import parse_setting
-
     from vmc_cli.tuning import TuneConfig, apply_weights, blend_weights, tune
     from vmc_shapes.backend import ShapesBackend
     from vmc_shapes.world import caption, centroid_path, held_out_paths, render

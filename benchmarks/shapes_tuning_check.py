@@ -26,22 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks"), str(ROOT / "backends")]
 
 
-def parse_setting(text: str) -> dict | None:
-    """``none`` -> None; ``LOSS:STEPS:LR[:TLO-THI[:TARGET]]`` -> TuneConfig keyword arguments."""
-    if text == "none":
-        return None
-    parts = text.split(":")
-    config = {"loss": parts[0], "steps": int(parts[1]), "lr": float(parts[2])}
-    if len(parts) > 3:
-        lo, hi = parts[3].split("-")
-        config["timestep_range"] = (int(lo), int(hi))
-    if len(parts) > 4:
-        config["target"] = parts[4]
-    return config
-
-
 def main() -> None:
-    from shapes_transfer import INVARIANT_PROMPT, SOURCES, path_error, sample_from, target_appearances
+    from shapes_transfer import INVARIANT_PROMPT, SOURCES, parse_setting, path_error, sample_from, target_appearances
 
     from vmc_cli.tuning import TuneConfig, tune
     from vmc_shapes.backend import ShapesBackend

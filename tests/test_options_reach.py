@@ -63,13 +63,13 @@ def test_human_stdout_is_only_the_result_line(run_cli, clip_path, tmp_path):
 
 
 def test_generate_options_reach_the_sampler_and_the_writer(run_cli, profile, tmp_path, monkeypatch):
-    import vmc_cli.jobs as jobs
     import vmc_cli.sampling as sampling
+    import vmc_cli.video as video
 
     seen = {"guided": [], "fps": []}
-    real_guided, real_write = sampling.guided, jobs.write_video
+    real_guided, real_write = sampling.guided, video.write_video
     monkeypatch.setattr(sampling, "guided", lambda p, c, u, g: seen["guided"].append((c, u, g)) or real_guided(p, c, u, g))
-    monkeypatch.setattr(jobs, "write_video", lambda f, o, fmt, fps: seen["fps"].append(fps) or real_write(f, o, fmt, fps))
+    monkeypatch.setattr(video, "write_video", lambda f, o, fmt, fps: seen["fps"].append(fps) or real_write(f, o, fmt, fps))
     r = run_cli("generate", profile, "-p", "a green disc", "--guidance", "3.5", "--negative-prompt", "blurry",
                 "--fps", "5", "--steps", "1", "--invert-steps", "2", "--stages", "keyframes", "-o", tmp_path / "g.gif")
     assert r.code == 0, r

@@ -67,3 +67,18 @@ def plot_tracks(tracks: dict, size: tuple[int, int], path: str | Path, title: st
     finally:
         plt.close(fig)
     return fig
+
+
+def write_outputs(key, frames, source_key, out: Path, fmt: str | None, fps: float, keyframe_out: Path | None,
+                  side_by_side_out: Path | None) -> dict:
+    """The video, and the key-frames and source/key-frame pair when asked for, each about the
+    video's duration at a whole frame rate (GIF delays are coarse)."""
+    from .video import write_video
+
+    path = write_video(frames, out, fmt, fps)
+    key_fps = max(1, round(fps * len(key) / len(frames)))
+    keyframe_path = None if keyframe_out is None else str(write_video(key, keyframe_out, None, key_fps))
+    pair_path = None
+    if side_by_side_out is not None:
+        pair_path = str(write_video(side_by_side(source_key, key), side_by_side_out, None, key_fps))
+    return {"path": str(path), "keyframes": keyframe_path, "side_by_side": pair_path}

@@ -21,14 +21,12 @@ import torch
 def sample(backend, prompts: list[str], noise: torch.Tensor, *, steps: int, guidance: float,
            batch: int = 32) -> np.ndarray:
     """uint8 clips (N, F, H, W, 3): ``prompts[i]`` sampled from ``noise[i]``, in batches."""
-    from vmc_cli.sampling import ddim_sample, guided
+    from vmc_cli.pipeline import MotionPipeline
 
+    pipeline = MotionPipeline(backend)
     out = []
     for i in range(0, len(prompts), batch):
-        text = backend.encode_prompts(prompts[i:i + batch])
-        uncond = backend.encode_prompts([""])
-        x = ddim_sample(guided(backend.predict_noise, text, uncond, guidance), backend.sampling_scheduler(),
-                        noise[i:i + batch].to(backend.device, backend.dtype), steps)
+        x = pipeline.keyframes(noise[i:i + batch], prompts[i:i + batch], steps=steps, guidance=guidance)
         out.extend(backend.model_to_frames(clip[None]) for clip in x)
     return np.stack(out)
 

@@ -77,7 +77,7 @@ def evaluate(
         result["prompt"] = prompt
 
     if not no_clip:
-        from ..jobs import resolve_device
+        from ..runtime import resolve_device
         from ..metrics import DEFAULT_CLIP_MODEL, clip_scores, keyframe_indexes
 
         indexes = list(range(len(frames)))

@@ -149,7 +149,7 @@ def generate(
     quiet: Quiet = False,
 ):
     """Generate the profile's motion with a new prompt: key-frames from the inverted clip, then the cascade."""
-    from ..jobs import Runtime
+    from ..runtime import Runtime
     from ..jobs import generate as run
     from ..output import emit_json, reporter
     from ..profiles import ProfileStore, validate_name

@@ -1,0 +1,161 @@
+"""Where and how models run, shared by every job: the device, the dtype, the model folder, the
+backend's own options (:class:`Runtime`), and a profile's tuned weights loaded onto its backend
+(:func:`load_profile`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .backend import check_device
+from .checks import check_dtype, or_default
+from .errors import VmcError
+from .profiles import WEIGHTS, ProfileStore, check_backend
+from .progress import SILENT, Reporter
+from .tuning import apply_weights, blend_weights
+
+
+def default_backend() -> str:
+    """``$VMC_BACKEND``, else Show-1 (the model the method was built on)."""
+    import os
+
+    return os.environ.get("VMC_BACKEND") or "show1"
+
+
+def resolve_device(device: str = "auto") -> str:
+    import torch
+
+    check_device(device)
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise VmcError(f"--device {device} asked for, but CUDA is not available here", "use --device cpu")
+    return device
+
+
+@dataclass
+class Runtime:
+    """Where and how models run, shared by every job."""
+
+    device: str = "auto"
+    dtype: str | None = None
+    model_path: str | None = None
+    progress: Reporter = SILENT
+    adapter: str | None = None  # --adapter: backends whose load() takes one (animatediff)
+
+    def __post_init__(self):
+        check_device(self.device)
+        check_dtype(self.dtype)
+
+    def backend(self, name: str, stages: tuple[str, ...]):
+        from .plugins import get_backend
+
+        return self.load(get_backend(name), stages)
+
+    def backend_options(self, backend, method) -> dict:
+        """The backend-specific options (``--adapter``) that ``method`` takes; one given to a
+        backend that has no use for it is an error."""
+        import inspect
+
+        if self.adapter is None:
+            return {}
+        if "adapter" not in inspect.signature(method).parameters:
+            raise VmcError(f"backend {backend.name!r} takes no --adapter", "drop --adapter (it is for animatediff)")
+        return {"adapter": self.adapter}
+
+    def configure(self, backend) -> None:
+        backend.configure(model_path=self.model_path, progress=self.progress,
+                          **self.backend_options(backend, backend.configure))
+
+    def load(self, backend, stages: tuple[str, ...], check=None):
+        import inspect
+
+        extra = self.backend_options(backend, backend.load)
+        if check is not None and "check" in inspect.signature(backend.load).parameters:
+            extra["check"] = check  # older plugins without it are checked after loading instead
+        backend.load(device=resolve_device(self.device), dtype=self.dtype, model_path=self.model_path,
+                     stages=stages, progress=self.progress, **extra)
+        return backend
+
+
+def motion_scale_for(backend, scale: float | None) -> float:
+    """``--motion-scale`` as given, else the backend's default (1: the profile as tuned)."""
+    return or_default(scale, backend.defaults.get("motion_scale", 1.0))
+
+
+def recordable_model_path(model_path: str | None) -> str | None:
+    """``--model-path`` as the manifest keeps it: a folder as its absolute path (so a later
+    command from another folder finds it), anything else (a hub id) as given."""
+    if model_path is None:
+        return None
+    folder = Path(model_path).expanduser()
+    return str(folder.resolve()) if folder.is_dir() else str(model_path)
+
+
+def recorded_model_path(manifest: dict) -> str | None:
+    """The ``--model-path`` a profile was tuned with: recorded as such, or (profiles made before
+    it was) the local folder its model was loaded from."""
+    backend = manifest.get("backend", {})
+    if backend.get("model_path"):
+        return str(backend["model_path"])
+    models = backend.get("models", {})
+    info = models.get("base") if "base" in models else models.get("keyframes")  # base: --adapter is not it
+    if isinstance(info, dict) and info.get("source") == "local" and Path(str(info.get("id", ""))).is_absolute():
+        return str(info["id"]).split("#")[0]
+    return None
+
+
+def with_recorded_model(runtime: Runtime, manifest: dict, name: str) -> tuple[Runtime, str | None]:
+    """``runtime`` with the model a profile was tuned with when no ``--model-path`` is given
+    (it overrides); the folder's files are then checked against the recorded hashes like any
+    model's. Returns (runtime, the recorded path used or None)."""
+    import dataclasses
+
+    recorded = recorded_model_path(manifest)
+    if runtime.model_path is not None or recorded is None:
+        return runtime, None
+    if Path(recorded).is_absolute() and not Path(recorded).is_dir():
+        raise VmcError(f"profile {name!r} was tuned with the model in {recorded}, which is not there any more",
+                       "pass --model-path with a folder holding the same model files, or tune again")
+    runtime.progress.log(f"model: {recorded} (the one profile {name!r} was tuned with)")
+    return dataclasses.replace(runtime, model_path=recorded), recorded
+
+
+def load_profile(name: str, *, store: ProfileStore, runtime: Runtime, backend_name: str | None,
+                 stages: tuple[str, ...], motion_scale: float | None = 1.0):
+    """Backend with the profile's tuned weights applied (at ``motion_scale``: W0 + S (W - W0);
+    None: the backend's default), plus the manifest."""
+    from .plugins import get_backend
+
+    manifest = store.manifest(name)
+    made_by = manifest.get("backend", {}).get("name")
+    if backend_name:
+        get_backend(backend_name)  # an unknown backend is reported as such
+    check_backend(manifest, name, backend_name or made_by)
+    runtime, recorded = with_recorded_model(runtime, manifest, name)
+
+    def same_models(info: dict) -> None:
+        try:
+            check_backend(manifest, name, made_by, info)
+        except VmcError as exc:
+            if recorded is None:
+                raise
+            raise VmcError(f"the model files in {recorded} have changed since profile {name!r} was tuned with them "
+                           f"({exc.message})",
+                           "pass --model-path with a folder holding the files it was tuned with, or tune again") from None
+
+    backend = get_backend(made_by)
+    runtime.backend_options(backend, backend.load)  # an option the backend has no use for, before loading
+    backend = runtime.load(backend, stages, check=same_models)  # refused before weights load
+    same_models(backend.model_info())
+    recorded = manifest.get("backend", {}).get("models", {})
+    for role, now_info in backend.model_info().items():  # e.g. another SD1.5 base under the same adapter
+        then = recorded.get(role, {})
+        if role != "keyframes" and then.get("id") and (then.get("id"), then.get("revision")) != (
+                now_info.get("id"), now_info.get("revision")):
+            runtime.progress.log(f"note: profile {name!r} was tuned with {role} {then.get('id')}@"
+                                 f"{str(then.get('revision'))[:12]}; this run uses {now_info.get('id')}@"
+                                 f"{str(now_info.get('revision'))[:12]}")
+    apply_weights(backend.unet, blend_weights(backend.unet, store.load(name, WEIGHTS, manifest),
+                                              motion_scale_for(backend, motion_scale)))
+    return backend, manifest
