@@ -239,21 +239,19 @@ class TinyBackend(SmallTextModel, Backend):
         across the batch."""
         from diffusers import DDIMScheduler
 
-        from vmc_cli.sampling import ddim_sample, guided
+        from vmc_cli.sampling import ddim_sample, guided, start_noised
 
         sched = DDIMScheduler.from_config(self.noise_scheduler_config())
-        sched.set_timesteps(steps)
-        start = sched.timesteps[steps - max(1, min(steps, int(round(steps * strength))))]
         noise = torch.randn((1, *baseline.shape[1:]), generator=generator, device="cpu")
         noise = noise.to(baseline.device, baseline.dtype).expand_as(baseline)
-        x = sched.add_noise(baseline, noise, start.repeat(baseline.shape[0]))
+        x, start = start_noised(sched, baseline, noise, steps, strength)
 
         def predict(x, t, emb):  # x may be the guided double batch: repeat cond to match
             inp = torch.cat([x, cond.repeat(x.shape[0] // cond.shape[0], 1, 1, 1, 1)], dim=1)
             return unet(inp, t.to(self.device), encoder_hidden_states=emb).sample
 
         return ddim_sample(guided(predict, text, uncond, guidance), sched, x, steps, progress, label,
-                           start_timestep=int(start))
+                           start_timestep=start)
 
     @torch.no_grad()
     def run_cascade(self, keyframes, prompt, *, negative_prompt="", seed=0, stages=None, progress=None):

@@ -158,7 +158,7 @@ class ZeroScopeBackend(LatentVideoBackend):
         import numpy as np
         import torch
 
-        from vmc_cli.sampling import ddim_sample, guided
+        from vmc_cli.sampling import ddim_sample, guided, start_noised
 
         frames = self.model_to_frames(keyframes)
         if "xl" not in (stages or ()):
@@ -170,11 +170,8 @@ class ZeroScopeBackend(LatentVideoBackend):
         z = xl.frames_to_model(big)
         text, uncond = xl.encode_prompts([prompt, negative_prompt]).chunk(2)
         steps = self.defaults["sample_steps"]
-        sched = xl.sampling_scheduler()
-        sched.set_timesteps(steps)
-        start = int(sched.timesteps[steps - max(1, min(steps, round(steps * XL_STRENGTH)))])
         noise = torch.randn(z.shape, generator=torch.Generator("cpu").manual_seed(seed)).to(z.device, z.dtype)
-        x = sched.add_noise(z, noise, torch.tensor([start]))
+        x, start = start_noised(xl.sampling_scheduler(), z, noise, steps, XL_STRENGTH)
         with torch.no_grad():
             out = ddim_sample(guided(xl.predict_noise, text, uncond, self.defaults["guidance"]), xl.sampling_scheduler(),
                               x, steps, progress, label="xl upscale", start_timestep=start)
