@@ -56,8 +56,11 @@ def test_predict_noise_turns_the_models_v_into_the_true_noise(backend):
     finally:
         backend._unet = real
     torch.testing.assert_close(got, eps, atol=2e-5, rtol=0)
-    # ... and the scheduler the core uses is told that it gets epsilon.
-    assert backend.noise_scheduler_config()["prediction_type"] == "epsilon"
+    # ... the backend states what its model predicts, and the schedulers the core uses are told
+    # that they get epsilon (the core converted it).
+    assert backend.noise_scheduler_config()["prediction_type"] == "v_prediction"
+    assert backend.sampling_scheduler().config.prediction_type == "epsilon"
+    assert backend.inversion_scheduler().config.prediction_type == "epsilon"
     assert backend.sampling_scheduler().config.beta_schedule == shapes_model.SCHEDULER["beta_schedule"]
 
 

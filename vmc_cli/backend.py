@@ -139,24 +139,49 @@ class Backend:
 
     def predict_noise(self, x: "torch.Tensor", t: "torch.Tensor", text: "torch.Tensor") -> "torch.Tensor":
         """Predicted noise (epsilon) for noisy key-frames ``x`` at timesteps ``t``
-        (shape (batch,)) under text embeddings ``text`` (batch rows)."""
-        raise NotImplementedError
+        (shape (batch,)) under text embeddings ``text`` (batch rows): :meth:`model_output`
+        converted by the schedule (v, x0 or a flow velocity -> epsilon)."""
+        from .schedule import Schedule
+
+        return Schedule.of(self).epsilon(self.model_output(x, t, text), x, t)
+
+    def predict(self, x: "torch.Tensor", t: "torch.Tensor", text: "torch.Tensor") -> "torch.Tensor":
+        """What the samplers step on: epsilon for a diffusion schedule (:meth:`predict_noise`),
+        the velocity for a flow-matching one."""
+        from .schedule import Schedule
+
+        if Schedule.of(self).flow:
+            return self.model_output(x, t, text)
+        return self.predict_noise(x, t, text)
 
     def noise_scheduler_config(self) -> dict:
+    #: what the key-frame model predicts (``epsilon``, ``v_prediction``, ``sample``, or ``flow``
+    #: for a flow-matching velocity) when its scheduler config does not say it right; None: the
+    #: config's ``prediction_type`` (:class:`vmc_cli.schedule.Schedule`)
+    prediction_type: str | None = None
+
+    def model_output(self, x: "torch.Tensor", t: "torch.Tensor", text: "torch.Tensor") -> "torch.Tensor":
+        """The key-frame model's own prediction (of its prediction type) for noisy key-frames
+        ``x`` at timesteps ``t`` (shape (batch,)) under text embeddings ``text`` (batch rows).
+        The core turns it into epsilon (:meth:`predict_noise`); a backend whose model predicts
+        epsilon may override :meth:`predict_noise` instead."""
+        raise NotImplementedError
+
         """The key-frame model's training noise schedule (a diffusers scheduler config)."""
         raise NotImplementedError
 
     def sampling_scheduler(self):
-        """A diffusers DDIM-family scheduler for sampling key-frames."""
-        from diffusers import DDIMScheduler
+        """A fresh scheduler for sampling key-frames: DDIM (told it gets epsilon) for a diffusion
+        schedule, flow-matching Euler for a flow one (:meth:`vmc_cli.schedule.Schedule.sampler`)."""
+        from .schedule import Schedule
 
-        return DDIMScheduler.from_config(self.noise_scheduler_config())
+        return Schedule.of(self).sampler()
 
     def inversion_scheduler(self):
-        """A diffusers inverse scheduler for DDIM inversion of a clip."""
-        from diffusers import DDIMInverseScheduler
+        """A fresh scheduler for inverting a clip: DDIM's inverse, or the flow-matching one."""
+        from .schedule import Schedule
 
-        return DDIMInverseScheduler.from_config(self.noise_scheduler_config())
+        return Schedule.of(self).inverter()
 
     def inversion_info(self, steps: int) -> dict:
         """What the inversion scheduler is (recorded in the profile; a saved inversion is reused

@@ -52,7 +52,7 @@ class MotionPipeline:
         backend = self.backend
         empty = backend.encode_prompts([""])
         clip = clip.to(backend.device, backend.dtype)
-        return ddim_invert(lambda x, t: backend.predict_noise(x, t, empty.expand(x.shape[0], -1, -1)),
+        return ddim_invert(lambda x, t: backend.predict(x, t, empty.expand(x.shape[0], -1, -1)),
                            backend.inversion_scheduler(), clip, steps, self.progress, label=label, strength=strength)
 
     def start_timestep(self, steps: int, strength: float, signal: float) -> int | None:
@@ -82,7 +82,7 @@ class MotionPipeline:
         x_t = x_t.to(backend.device, backend.dtype)
         if x_t.shape[0] != len(prompts):
             x_t = x_t.expand(len(prompts), *x_t.shape[1:])
-        return ddim_sample(guided(backend.predict_noise, text, uncond, guidance), backend.sampling_scheduler(), x_t,
+        return ddim_sample(guided(backend.predict, text, uncond, guidance), backend.sampling_scheduler(), x_t,
                            steps, self.progress, label=label, start_timestep=start_timestep)
 
     def transfer(self, clip: torch.Tensor, prompts: str | list[str], *, steps: int, guidance: float,

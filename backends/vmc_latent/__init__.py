@@ -10,8 +10,9 @@ and back, encodes prompts and predicts epsilon.
 - Clips: ``frames_to_model`` encodes each frame with the VAE (the mean of its latent
   distribution, times the VAE's scaling factor) into (1, 4, F, h, w); ``model_to_frames``
   decodes a few frames at a time (``decode_chunk``) to bound memory.
-- Prediction: epsilon; a v-prediction model's output is converted exactly
-  (eps = sqrt(abar) v + sqrt(1 - abar) x_t).
+- Prediction: what the scheduler config states; the core turns a v-prediction model's output
+  into epsilon (eps = sqrt(abar) v + sqrt(1 - abar) x_t, ``vmc_cli.schedule``), and its
+  samplers are told they get epsilon.
 - Memory: float16 by default on CUDA (the tuned temporal q/k/v kept in float32 as master
   weights, the UNet under autocast), SDPA attention (diffusers' default processors),
   ``VMC_<NAME>_OFFLOAD=1`` keeps the text encoder and the VAE in CPU memory while the UNet
@@ -201,18 +202,12 @@ class LatentVideoBackend(Backend):
     def unet_forward(self, x, t, text):
         return self.unet(x, t, encoder_hidden_states=text).sample
 
-    def predict_noise(self, x, t, text):
+    def model_output(self, x, t, text):
+        """The UNet's prediction, of the type its scheduler config states (the core converts)."""
         import torch
 
         with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
-            out = self.unet_forward(x.to(self.dtype), t, text.to(self.dtype))
-        if self._scheduler_config.get("prediction_type", "epsilon") == "v_prediction":
-            from diffusers import DDPMScheduler
-
-            abar = DDPMScheduler.from_config(self._scheduler_config).alphas_cumprod.to(x.device, torch.float32)
-            a = abar[t.long()].view(-1, *([1] * (x.dim() - 1)))
-            out = (a.sqrt() * out.float() + (1 - a).sqrt() * x.float()).to(out.dtype)
-        return out
+            return self.unet_forward(x.to(self.dtype), t, text.to(self.dtype))
 
     # -- clips -----------------------------------------------------------------------
     @property

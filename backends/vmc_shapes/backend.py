@@ -2,8 +2,8 @@
 
 - key-frames: Show-1's video UNet at a tiny size, 8 frames of 32x32 pixels in [-1, 1],
   trained from scratch by ``python -m vmc_shapes.train`` (recipe, time and loss in
-  ``weights/training.json``); it predicts v, and :meth:`predict_noise` turns that into
-  the epsilon the method works on;
+  ``weights/training.json``); it predicts v (its scheduler config says so), and the core
+  turns that into the epsilon the method works on (``vmc_cli.schedule.Schedule.epsilon``);
 - text: the small CLIP text encoder trained with it, over the hashing word tokenizer;
 - later stages: the tiny backend's cascade (random weights; 8 -> 29 frames, then 1.5x),
   run at lower strengths so that it stays close to its deterministic baseline (in-betweens
@@ -64,7 +64,6 @@ class ShapesBackend(SmallTextModel, Backend):
         self._text_encoder = None
         self._tokenizer = None
         self._embeddings: dict[str, torch.Tensor] = {}
-        self._abar = None
         self._scheduler: dict | None = None
         self.device = torch.device("cpu")
         self.dtype = torch.float32
@@ -89,8 +88,6 @@ class ShapesBackend(SmallTextModel, Backend):
         self.device = torch.device(device)
         self.dtype = torch_dtype(dtype, self.device.type)
         if "keyframes" in stages and self._unet is None:
-            from diffusers import DDPMScheduler
-
             from .model import load
 
             self._unet, self._text_encoder, self._tokenizer = load(self.folder, self.device, self.dtype)
@@ -100,7 +97,6 @@ class ShapesBackend(SmallTextModel, Backend):
                 if isinstance(module, torch.nn.Dropout):
                     module.p = 0.0
             self._scheduler = json.loads((self.folder / "scheduler" / "scheduler_config.json").read_text())
-            self._abar = DDPMScheduler.from_config(self._scheduler).alphas_cumprod.to(self.device, torch.float32)
         later = tuple(s for s in stages if s in self.cascade_stages)
         if later:
             self._cascade.load(device=str(self.device), dtype=dtype, stages=later)
@@ -112,19 +108,15 @@ class ShapesBackend(SmallTextModel, Backend):
         return info
 
     # -- key-frame model ---------------------------------------------------
-    def predict_noise(self, x, t, text):
-        """epsilon from the model's v: with x_t = sqrt(abar) x0 + sqrt(1 - abar) eps and
-        v = sqrt(abar) eps - sqrt(1 - abar) x0, eps = sqrt(abar) v + sqrt(1 - abar) x_t."""
-        v = self.unet(x.to(self.dtype), t, text).sample
-        t = torch.as_tensor(t, device=self._abar.device).reshape(-1).expand(x.shape[0])
-        abar = self._abar[t.long()].view(-1, *([1] * (x.dim() - 1)))
-        return (abar.sqrt() * v.float() + (1 - abar).sqrt() * x.float()).to(v.dtype)
+    def model_output(self, x, t, text):
+        """The model's v (its config says ``v_prediction``; the core turns it into epsilon)."""
+        return self.unet(x.to(self.dtype), t, text).sample
 
     def noise_scheduler_config(self):
-        # The training schedule, stated for the epsilon that predict_noise returns.
+        # The training schedule as the model's files state it (v-prediction).
         config = self._scheduler or json.loads((self.folder / "scheduler" / "scheduler_config.json").read_text())
         config = {k: v for k, v in config.items() if not k.startswith("_")}
-        return {"_class_name": "DDPMScheduler", **config, "prediction_type": "epsilon"}
+        return {"_class_name": "DDPMScheduler", **config}
 
     # -- cascade -------------------------------------------------------------
     def run_cascade(self, keyframes, prompt, *, negative_prompt="", seed=0, stages=None, progress=None):
