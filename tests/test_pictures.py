@@ -68,8 +68,37 @@ def test_plot_tracks_draws_each_moving_track(tmp_path):
     assert np.allclose(np.stack([src[0].get_xdata(), src[0].get_ydata()], -1), right[0])
     assert np.allclose(np.stack([out[0].get_xdata(), out[0].get_ydata()], -1), down[0])
     assert fig.axes[0].get_ylim() == (48, 0)  # image coordinates
+    # each video's mean path, bold, numbered 1..5 at its key-frames
+    path = {ln.get_gid(): np.stack([ln.get_xdata(), ln.get_ydata()], -1) for ln in lines if ln.get_gid().endswith("-path")}
+    assert np.allclose(path["source-path"], np.stack([10 + 20 * t, 35 + 0 * t], -1))  # mean of offsets 0, 5, 10
+    assert np.allclose(path["output-path"], down[0])
+    numbers = [(a.get_text(), a.xy) for a in fig.axes[0].texts if a.get_gid() == "source-number"]
+    assert [n for n, _ in numbers] == ["1", "2", "3", "4", "5"]
+    assert np.allclose([xy for _, xy in numbers], path["source-path"])
+    lost = right.copy()
+    lost[0, 3:] = np.nan  # a track lost after frame 3 counts where it was found
+    fig = plot_tracks({"source": lost}, (64, 48), tmp_path / "t.png")
+    mean = [np.stack([ln.get_xdata(), ln.get_ydata()], -1) for ln in fig.axes[0].get_lines() if ln.get_gid() == "source-path"]
+    assert np.allclose(mean[0], np.stack([10 + 20 * t, np.r_[35, 35, 35, 37.5, 37.5]], -1))
+    loop = np.stack([np.stack([20 + 10 * np.sin(2 * np.pi * t), 20 + 10 * np.cos(2 * np.pi * t) - 10], -1)])
+    fig = plot_tracks({"output": loop}, (64, 48), tmp_path / "t.png")  # back where it started
+    assert [a.get_text() for a in fig.axes[0].texts] == ["1,5", "2", "3", "4"]
     with Image.open(tmp_path / "t.png") as im:
         assert im.format == "PNG" and im.size[0] > 100
+
+
+def test_plot_tracks_draws_a_few_tracks_spread_over_the_picture(tmp_path):
+    from vmc_cli.pictures import representative
+
+    t = np.linspace(0, 1, 4)
+    starts = [(x, y) for x in range(0, 60, 6) for y in (5, 40)]  # 20 tracks over the width
+    many = np.stack([np.stack([x + 3 * t, y + 0 * t], -1) for x, y in starts])
+    picked = representative(many, 5)
+    assert len(picked) == 5 and picked[0, 0, 0] == 0 and picked[-1, 0, 0] == 54  # both ends of the spread
+    fig = plot_tracks({"source": many, "output": many[:2]}, (64, 48), tmp_path / "t.png")
+    lines = fig.axes[0].get_lines()
+    assert len([ln for ln in lines if ln.get_gid() == "source"]) == 5
+    assert len([ln for ln in lines if ln.get_gid() == "output"]) == 2
 
 
 def test_eval_plot(run_cli, clip_path, tmp_path):

@@ -3,6 +3,7 @@ point tracks of two videos on one plot (``vmc eval --plot``)."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -33,11 +34,24 @@ def side_by_side(source: np.ndarray, generated: np.ndarray, height: int = 128, g
 SOURCE_COLOUR, OUTPUT_COLOUR = "#1f77b4", "#ff7f0e"
 
 
+def representative(tracks: np.ndarray, count: int = 5) -> np.ndarray:
+    """At most ``count`` of ``tracks`` (n, frames, 2), spread over where they start: sorted by
+    start position (x, then y) and taken at even intervals, so one busy region does not fill the plot."""
+    if len(tracks) <= count:
+        return tracks
+    order = np.lexsort((tracks[:, 0, 1], tracks[:, 0, 0]))
+    return tracks[order[np.round(np.linspace(0, len(tracks) - 1, count)).astype(int)]]
+
+
 def plot_tracks(tracks: dict, size: tuple[int, int], path: str | Path, title: str = "",
-                background: np.ndarray | None = None):
-    """Draw the moving point tracks of the source (blue) and the video (orange) on one
-    picture, in the common frame of ``size`` = (width, height) pixels, each track a line
-    from a dot (where it starts) to its end; write a PNG. Returns the matplotlib figure."""
+                background: np.ndarray | None = None, few: int = 5):
+    """Draw the motion of the source (blue) and the video (orange) on one picture, in the common
+    frame of ``size`` = (width, height) pixels, and write a PNG. Returns the matplotlib figure.
+
+    Each video's motion path, the mean position of its moving point tracks at each key-frame, is
+    a bold line numbered 1, 2, ... at the key-frames, so the order and shape of the motion read
+    at a glance; ``few`` representative tracks of each (spread over where they start) are drawn
+    thin behind it."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -47,12 +61,27 @@ def plot_tracks(tracks: dict, size: tuple[int, int], path: str | Path, title: st
     fig, ax = plt.subplots(figsize=(6.4, 6.4 * height / width + 0.6), dpi=100)
     if background is not None:
         ax.imshow(background, extent=(0, width, height, 0), alpha=0.35)
-    for key, colour, label in (("source", SOURCE_COLOUR, "source"), ("output", OUTPUT_COLOUR, "video")):
-        lines = tracks.get(key, np.zeros((0, 0, 2)))
-        for i, track in enumerate(lines):
-            ax.plot(track[:, 0], track[:, 1], color=colour, lw=1.2, alpha=0.8,
-                    label=f"{label} ({len(lines)} moving tracks)" if i == 0 else None, gid=key)
-            ax.plot(track[:1, 0], track[:1, 1], "o", color=colour, ms=2.5, gid=f"{key}-start")
+    for key, colour, label, shift in (("source", SOURCE_COLOUR, "source", -1), ("output", OUTPUT_COLOUR, "video", 1)):
+        lines = np.asarray(tracks.get(key, np.zeros((0, 0, 2))), dtype=float)
+        for track in representative(lines, few):
+            ax.plot(track[:, 0], track[:, 1], color=colour, lw=0.8, alpha=0.35, gid=key)
+        if not len(lines):
+            continue
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a frame where every track is lost stays NaN
+            mean = np.nanmean(lines, axis=0)  # a track lost part-way counts where it is still found
+        ax.plot(mean[:, 0], mean[:, 1], color=colour, lw=2.5, marker="o", ms=4, gid=f"{key}-path",
+                label=f"{label}: mean path of {len(lines)} moving tracks")
+        placed = []  # a key-frame where an earlier one was (a closed loop, a pause) joins its label: "1,8"
+        for k, (x, y) in enumerate(mean):
+            if np.isnan(x) or np.isnan(y):
+                continue
+            near = [a for a in placed if np.hypot(a.xy[0] - x, a.xy[1] - y) < 0.02 * max(width, height)]
+            if near:
+                near[0].set_text(f"{near[0].get_text()},{k + 1}")
+                continue
+            placed.append(ax.annotate(str(k + 1), (x, y), xytext=(4 * shift, 4), textcoords="offset points",
+                                      color=colour, fontsize=9, fontweight="bold", ha="center", gid=f"{key}-number"))
     ax.set_xlim(0, width)
     ax.set_ylim(height, 0)  # image coordinates: y grows downwards
     ax.set_aspect("equal")
