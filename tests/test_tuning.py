@@ -124,3 +124,26 @@ def test_float16_targets_with_loss_scaling_are_refused(tiny, monkeypatch):
         param.data = before[f"{target}.weight"].clone()
     # nothing was trained: every other parameter is untouched
     assert all(torch.equal(p, before[n]) for n, p in tiny.unet.named_parameters())
+
+
+def test_master_weights_are_float32_for_what_tuning_trains():
+    """One mechanism for fp32 master weights on a half-precision model: the temporal q/k/v (the
+    latent backends) or the temporal blocks whole (Show-1); nothing else, and nothing in float32."""
+    def model():
+        attn = lambda: torch.nn.ModuleDict({k: torch.nn.Linear(4, 4) for k in ("to_q", "to_k", "to_v", "to_out")})  # noqa: E731
+        block = torch.nn.ModuleDict({"temp_attentions": torch.nn.ModuleList([attn()]), "attentions": torch.nn.ModuleList([attn()])})
+        return torch.nn.ModuleDict({"down": block, "norm": torch.nn.LayerNorm(4)}).to(torch.float16)
+
+    from vmc_cli.tuning import keep_master_weights
+
+    unet = model()
+    keep_master_weights(unet, torch.float16, "temp_attentions")
+    fp32 = {n for n, p in unet.named_parameters() if p.dtype == torch.float32}
+    assert fp32 == {f"down.temp_attentions.0.{k}.{w}" for k in ("to_q", "to_k", "to_v") for w in ("weight", "bias")}
+    assert fp32 == set(select_parameters(unet, "qkv", "temp_attentions"))  # exactly the default targets
+    unet = model()
+    keep_master_weights(unet, torch.bfloat16, "temp_attentions", layers=None)
+    fp32 = {n for n, p in unet.named_parameters() if p.dtype == torch.float32}
+    assert fp32 == {n for n, _ in unet.named_parameters() if n.startswith("down.temp_attentions.")} and len(fp32) == 8
+    unet = model().float()
+    assert keep_master_weights(unet, torch.float32, "temp_attentions", layers=None) == []

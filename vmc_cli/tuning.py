@@ -53,6 +53,25 @@ def select_parameters(unet: torch.nn.Module, target: str, marker: str = "temp_at
     return chosen
 
 
+def keep_master_weights(unet: torch.nn.Module, dtype: torch.dtype, marker: str = "temp_attentions",
+                        layers: tuple[str, ...] | None = QKV) -> list[str]:
+    """fp32 master weights for what tuning trains, on a key-frame model loaded in half precision
+    (float16 or bfloat16; it runs under autocast, where the half layers and these meet in the half
+    dtype, and float16 loss scaling needs float32 parameters): the ``layers`` (to_q/to_k/to_v) of
+    the temporal blocks (modules whose name contains ``marker``), or with ``layers`` None the
+    temporal blocks (modules named ``marker``) whole. Nothing for float32. Returns the names of
+    the modules it moved to float32."""
+    if dtype == torch.float32:
+        return []
+    moved = []
+    for name, module in unet.named_modules():
+        leaf = name.rsplit(".", 1)[-1]
+        if (leaf == marker) if layers is None else (marker in name and leaf in layers):
+            module.to(torch.float32)
+            moved.append(name)
+    return moved
+
+
 def _training_state(targets: dict, optimizer, gen: torch.Generator, scaler) -> tuple[dict, dict]:
     """Everything a resumed run needs, as (tensors, JSON-able extra): tuned weights, AdamW
     state, the tuning generator's and torch's RNG states (CUDA's too), the loss scaler."""

@@ -136,19 +136,15 @@ class LatentVideoBackend(Backend):
         """Take loaded models (in ``dtype``) as the backend's: frozen, the tuned q/k/v in float32,
         the UNet on the device, the VAE and text encoder there or offloaded, as configured.
         (``load_parts`` reads them from files; ``benchmarks/latent_gpu.py`` passes random ones.)"""
-        import torch
+        from vmc_cli.tuning import keep_master_weights
 
         self._unet = unet.eval().requires_grad_(False)
         self._vae = vae.eval().requires_grad_(False)
         self._text_encoder = text_encoder.eval().requires_grad_(False)
         self._tokenizer = tokenizer
         self._scheduler_config = dict(scheduler_config)
-        if dtype != torch.float32:
-            # fp32 master weights for what tuning trains (the temporal q/k/v); the UNet runs
-            # under autocast, so the half-precision layers and these meet in the half dtype
-            for name, module in self._unet.named_modules():
-                if self.temporal_attention_marker in name and name.rsplit(".", 1)[-1] in ("to_q", "to_k", "to_v"):
-                    module.to(torch.float32)
+        # fp32 master weights for what tuning trains (the temporal q/k/v); the UNet runs under autocast
+        keep_master_weights(self._unet, dtype, self.temporal_attention_marker)
         if self.gradient_checkpointing:
             # Whole blocks, for both UNets: diffusers' UNet3DConditionModel offers none, and
             # UNetMotionModel's covers only the resnets (it kept 65% of the activations).

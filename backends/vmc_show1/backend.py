@@ -257,11 +257,11 @@ class Show1Backend(Backend):
         self._check_tokenizer(found.folder / "tokenizer")
         self._log(f"loading the key-frame model from {found.spec.repo_id}@{found.revision[:16]}")
         unet = self._load_show1_unet("keyframes")
-        if self.dtype in HALF:
-            # fp32 master weights for what tuning trains; the UNet runs under autocast
-            for name, module in unet.named_modules():
-                if name.rsplit(".", 1)[-1] == self.temporal_attention_marker:
-                    module.to(torch.float32)
+        from vmc_cli.tuning import keep_master_weights
+
+        # fp32 master weights for what tuning trains (the temporal blocks whole); the UNet runs
+        # under autocast
+        keep_master_weights(unet, self.dtype, self.temporal_attention_marker, layers=None)
         if self.gradient_checkpointing:
             unet.enable_gradient_checkpointing()
         self._unet = unet.to(self.device)
