@@ -333,12 +333,15 @@ def test_out_of_gpu_memory_is_an_expected_error(run_cli, monkeypatch, vmc_home, 
     class OutOfMemoryError(RuntimeError):  # named like torch.cuda.OutOfMemoryError
         pass
 
-    def tune_clip(*args, **kwargs):
+    def tune_clip(*args, backend_name=None, **kwargs):
+        from vmc_cli.plugins import get_backend
+
+        get_backend(backend_name)  # the backend at work when memory runs out gives the hint
         raise OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB.\nSee documentation for "
                                "Memory Management (PYTORCH_CUDA_ALLOC_CONF)")
 
     monkeypatch.setattr(vmc_cli.jobs, "tune_clip", tune_clip)
-    res = run_cli("tune", clip_path, "--prompt", "a disc is moving", "--steps", "1", "--json")
+    res = run_cli("tune", clip_path, "--prompt", "a disc is moving", "--steps", "1", "--backend", "show1", "--json")
     line = assert_user_error(res, "out of GPU memory")
     assert line == "Error: out of GPU memory (CUDA out of memory. Tried to allocate 2.00 GiB.)"
     hint = res.stderr.splitlines()[1]

@@ -90,7 +90,8 @@ def test_mock_plugin_appears_in_backends(run_cli, mock_plugin):
     rows = {r["name"]: r for r in res.json()["backends"]}
     assert {"tiny", "mock", "mock2"} <= set(rows)
     assert rows["mock"] == {"name": "mock", "description": "A mock backend", "plugin": MockBackend.__module__,
-                            "tune_defaults": {}, "tuning": "--loss cos --target qkv --steps 400 --lr 0.0001"}
+                            "tune_defaults": {}, "tuning": "--loss cos --target qkv --steps 400 --lr 0.0001",
+                            "options": []}
 
 
 def test_mock_backend_can_be_instantiated(mock_plugin):

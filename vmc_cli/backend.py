@@ -75,6 +75,11 @@ class Backend:
     tune_defaults: dict[str, Any] = {}
     #: substring of module names that are temporal attention blocks
     temporal_attention_marker: str = "temp_attentions"
+    #: the options it declared when registered (set by the plugin manager; see
+    #: :mod:`vmc_cli.backend_options`): given ones reach ``configure()`` and ``load()`` by name
+    options: tuple = ()
+    #: the hint shown when it runs out of GPU memory (its own switches); empty: a generic one
+    oom_hint: str = ""
 
     device: "torch.device"
     dtype: "torch.dtype"
@@ -92,10 +97,11 @@ class Backend:
         another model revision is refused before minutes of loading (it raises)."""
         raise NotImplementedError
 
-    def configure(self, *, model_path: str | None = None, progress: "Reporter | None" = None) -> None:
+    def configure(self, *, model_path: str | None = None, progress: "Reporter | None" = None, **options) -> None:
         """Before loading: find the model files and set ``num_frames``, ``width`` and ``height``
         from their configurations when they depend on the model (no weights are read), so a
-        clip can be checked and read at the right size first. Default: nothing to do."""
+        clip can be checked and read at the right size first. ``options``: the backend's declared
+        options, as :meth:`load` gets them. Default: nothing to do."""
 
     def set_keyframe_size(self, width: int | None, height: int | None) -> None:
         """``vmc tune --width/--height``: key-frames of another size. Refused by backends with a
@@ -131,11 +137,45 @@ class Backend:
         raise NotImplementedError
 
     def encode_prompts(self, prompts: list[str]) -> "torch.Tensor":
-        """Text embeddings for the key-frame model, one row per prompt."""
+        """Text embeddings for the key-frame model, one row per prompt, in the model dtype:
+        each distinct prompt (after :meth:`prompt_key`) is encoded once (:meth:`encode_text`)
+        and kept in ``self._embeddings``, so sampling after :meth:`release_text_encoder` needs
+        only prompts seen before. A backend clears that dict when its text encoder changes."""
+        import torch
+
+        cache = self.__dict__.setdefault("_embeddings", {})
+        keys = [self.prompt_key(p) for p in prompts]
+        missing = [k for k in dict.fromkeys(keys) if k not in cache]
+        if missing:
+            with torch.no_grad():
+                states = self.encode_text(missing)
+            for key, state in zip(missing, states):
+                cache[key] = state.to(self.dtype)
+        return torch.stack([cache[k] for k in keys])
+
+    def prompt_key(self, prompt: str) -> str:
+        """The prompt as the text encoder sees it (two prompts with one key share an embedding)."""
+        return prompt
+
+    def encode_text(self, prompts: list[str]) -> "torch.Tensor":
+        """The text encoder's states for distinct prompts, one row each (the backend's own work;
+        :meth:`encode_prompts` caches them)."""
         raise NotImplementedError
 
     def release_text_encoder(self) -> None:
         """Free the text encoder (called once embeddings are computed)."""
+
+    #: what the key-frame model predicts (``epsilon``, ``v_prediction``, ``sample``, or ``flow``
+    #: for a flow-matching velocity) when its scheduler config does not say it right; None: the
+    #: config's ``prediction_type`` (:class:`vmc_cli.schedule.Schedule`)
+    prediction_type: str | None = None
+
+    def model_output(self, x: "torch.Tensor", t: "torch.Tensor", text: "torch.Tensor") -> "torch.Tensor":
+        """The key-frame model's own prediction (of its prediction type) for noisy key-frames
+        ``x`` at timesteps ``t`` (shape (batch,)) under text embeddings ``text`` (batch rows).
+        The core turns it into epsilon (:meth:`predict_noise`); a backend whose model predicts
+        epsilon may override :meth:`predict_noise` instead."""
+        raise NotImplementedError
 
     def predict_noise(self, x: "torch.Tensor", t: "torch.Tensor", text: "torch.Tensor") -> "torch.Tensor":
         """Predicted noise (epsilon) for noisy key-frames ``x`` at timesteps ``t``
@@ -155,18 +195,6 @@ class Backend:
         return self.predict_noise(x, t, text)
 
     def noise_scheduler_config(self) -> dict:
-    #: what the key-frame model predicts (``epsilon``, ``v_prediction``, ``sample``, or ``flow``
-    #: for a flow-matching velocity) when its scheduler config does not say it right; None: the
-    #: config's ``prediction_type`` (:class:`vmc_cli.schedule.Schedule`)
-    prediction_type: str | None = None
-
-    def model_output(self, x: "torch.Tensor", t: "torch.Tensor", text: "torch.Tensor") -> "torch.Tensor":
-        """The key-frame model's own prediction (of its prediction type) for noisy key-frames
-        ``x`` at timesteps ``t`` (shape (batch,)) under text embeddings ``text`` (batch rows).
-        The core turns it into epsilon (:meth:`predict_noise`); a backend whose model predicts
-        epsilon may override :meth:`predict_noise` instead."""
-        raise NotImplementedError
-
         """The key-frame model's training noise schedule (a diffusers scheduler config)."""
         raise NotImplementedError
 

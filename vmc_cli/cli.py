@@ -9,6 +9,7 @@ import typer
 
 from .commands import backends, evaluate, generate, invert, profiles, prompt, tune
 from .errors import VmcError
+from .options import BackendOptionsCommand
 
 app = typer.Typer(
     name="vmc",
@@ -23,8 +24,8 @@ app = typer.Typer(
 )
 app.command("prompt")(prompt.prompt)
 app.command("tune", cls=tune.TuneCommand)(tune.tune)
-app.command("invert")(invert.invert)
-app.command("generate")(generate.generate)
+app.command("invert", cls=BackendOptionsCommand)(invert.invert)
+app.command("generate", cls=BackendOptionsCommand)(generate.generate)
 app.command("eval")(evaluate.evaluate)
 app.add_typer(profiles.app, name="profiles")
 app.command("backends")(backends.backends)
@@ -43,9 +44,6 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ):
     """Video motion customization."""
-
-
-OOM_HINT = "try --dtype float16, VMC_SHOW1_OFFLOAD=1, or VMC_SHOW1_GRADIENT_CHECKPOINTING=1 for tuning"
 
 
 def _first_line(exc: BaseException) -> str:
@@ -127,7 +125,9 @@ def main(argv: list[str] | None = None) -> None:
             raise
         first = _first_line(exc)
         if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError, without importing torch
-            fail(f"out of GPU memory ({first})", OOM_HINT, 1, as_json)
+            from .plugins import oom_hint  # the hint of the backend that ran out
+
+            fail(f"out of GPU memory ({first})", oom_hint(), 1, as_json)
         fail(f"{type(exc).__name__}{': ' + first if first else ''}",
              "run again with VMC_DEBUG=1 for the full traceback", 1, as_json)
     if isinstance(code, int) and code:  # typer.Exit(code), or 130 after Ctrl-C

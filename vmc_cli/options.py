@@ -37,3 +37,26 @@ MotionScale = Annotated[Optional[float], typer.Option(
 Adapter = Annotated[Optional[str], typer.Option(
     "--adapter", help="animatediff: the MotionAdapter, a hub id or a folder (default "
     "guoyww/animatediff-motion-adapter-v1-5-2; a profile keeps the one it was tuned with).", show_default=False)]
+
+Option = Annotated[Optional[list[str]], typer.Option(
+    "--option", help="One of the backend's own options, NAME=VALUE (repeatable); `vmc backends` lists what each "
+    "backend takes (also below).", show_default=False, metavar="NAME=VALUE")]
+
+
+def backend_options_help(command: str) -> str:
+    """The installed backends' own options for ``command``, for the end of its ``--help`` (read
+    from the plugins' registrations, so no model code is imported)."""
+    from .plugins import get_backends
+
+    lines = [f"{b.name}: " + "; ".join(o.usage() for o in b.options if command in o.commands)
+             for b in get_backends().values() if any(command in o.commands for o in b.options)]
+    return ("Backend options (--option NAME=VALUE; `vmc backends` lists them): "
+            + (" | ".join(lines) if lines else "none installed for this command") + ".")
+
+
+class BackendOptionsCommand(typer.core.TyperCommand):
+    """A command whose ``--help`` ends with the backends' own options (``--option``)."""
+
+    def get_help(self, ctx):
+        self.epilog = backend_options_help(self.name)
+        return super().get_help(ctx)

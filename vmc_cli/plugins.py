@@ -51,6 +51,8 @@ class BackendEntry:
     plugin: str
     #: tuning settings where the backend departs from the paper's (``TuneConfig`` field -> value)
     tune_defaults: dict = field(default_factory=dict)
+    #: the options it takes (:class:`vmc_cli.backend_options.BackendOption`)
+    options: tuple = ()
 
 
 def get_backends() -> dict[str, BackendEntry]:
@@ -58,17 +60,19 @@ def get_backends() -> dict[str, BackendEntry]:
     load_plugins()
     backends: dict[str, BackendEntry] = {}
 
-    def register(name, factory, description="", tune_defaults=None):
+    def register(name, factory, description="", tune_defaults=None, options=None):
         plugin = getattr(factory, "__module__", None) or "?"
         if name in backends:
             raise VmcError(
                 f"backend {name!r} is registered twice ({backends[name].plugin} and {plugin})",
                 "uninstall one of the two plugins",
             )
+        from .backend_options import check_declarations
         from .tune_config import check_tune_defaults
 
         backends[name] = BackendEntry(name, factory, description, plugin,
-                                      check_tune_defaults(name, dict(tune_defaults or {})))
+                                      check_tune_defaults(name, dict(tune_defaults or {})),
+                                      check_declarations(name, options))
 
     pm.hook.register_backends(register=register)
     return backends
@@ -83,4 +87,28 @@ def get_backend(name: str):
     backend = backends[name].factory()
     backend.name = name
     backend.tune_defaults = backends[name].tune_defaults
+    backend.options = backends[name].options
+    global _oom_hint
+    _oom_hint = str(getattr(backend, "oom_hint", "") or "")
     return backend
+
+
+def option_takers() -> dict[str, list[str]]:
+    """Option name -> the backends that declare it (for the hint of an option given to another)."""
+    takers: dict[str, list[str]] = {}
+    for entry in get_backends().values():
+        for option in entry.options:
+            takers.setdefault(option.name, []).append(entry.name)
+    return takers
+
+
+#: when the backend at work has no hint of its own
+OOM_HINT = "try --dtype float16, or a device with more free memory"
+#: the out-of-memory hint of the backend made last (the one at work), read when it was made
+_oom_hint = ""
+
+
+def oom_hint() -> str:
+    """What to do about running out of GPU memory: the hint of the backend at work
+    (``Backend.oom_hint``: its own switches), else a generic one."""
+    return _oom_hint or OOM_HINT

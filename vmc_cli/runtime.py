@@ -4,7 +4,7 @@ backend's own options (:class:`Runtime`), and a profile's tuned weights loaded o
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .backend import check_device
@@ -41,7 +41,11 @@ class Runtime:
     dtype: str | None = None
     model_path: str | None = None
     progress: Reporter = SILENT
-    adapter: str | None = None  # --adapter: backends whose load() takes one (animatediff)
+    #: the backend's own options as given (``--option NAME=VALUE``, ``--adapter``): name -> value,
+    #: checked against the backend's declaration once it is known (``vmc_cli.backend_options``)
+    options: dict = field(default_factory=dict)
+    #: the command running (``tune``, ``invert``, ``generate``): options are declared per command
+    command: str | None = None
 
     def __post_init__(self):
         check_device(self.device)
@@ -52,27 +56,23 @@ class Runtime:
 
         return self.load(get_backend(name), stages)
 
-    def backend_options(self, backend, method) -> dict:
-        """The backend-specific options (``--adapter``) that ``method`` takes; one given to a
-        backend that has no use for it is an error."""
-        import inspect
+    def backend_options(self, backend) -> dict:
+        """The keyword arguments ``backend`` gets for its declared options: those given, checked
+        and converted, plus declared defaults. One it does not declare is an error (before any
+        model loads)."""
+        from .backend_options import resolve
+        from .plugins import option_takers
 
-        if self.adapter is None:
-            return {}
-        if "adapter" not in inspect.signature(method).parameters:
-            raise VmcError(f"backend {backend.name!r} takes no --adapter", "drop --adapter (it is for animatediff)")
-        return {"adapter": self.adapter}
+        return resolve(backend.name, backend.options, self.options, self.command,
+                       option_takers() if self.options else None)
 
     def configure(self, backend) -> None:
-        backend.configure(model_path=self.model_path, progress=self.progress,
-                          **self.backend_options(backend, backend.configure))
+        backend.configure(model_path=self.model_path, progress=self.progress, **self.backend_options(backend))
 
     def load(self, backend, stages: tuple[str, ...], check=None):
-        import inspect
-
-        extra = self.backend_options(backend, backend.load)
-        if check is not None and "check" in inspect.signature(backend.load).parameters:
-            extra["check"] = check  # older plugins without it are checked after loading instead
+        extra = self.backend_options(backend)
+        if check is not None:
+            extra["check"] = check
         backend.load(device=resolve_device(self.device), dtype=self.dtype, model_path=self.model_path,
                      stages=stages, progress=self.progress, **extra)
         return backend
@@ -145,7 +145,7 @@ def load_profile(name: str, *, store: ProfileStore, runtime: Runtime, backend_na
                            "pass --model-path with a folder holding the files it was tuned with, or tune again") from None
 
     backend = get_backend(made_by)
-    runtime.backend_options(backend, backend.load)  # an option the backend has no use for, before loading
+    runtime.backend_options(backend)  # an option the backend has no use for, before loading
     backend = runtime.load(backend, stages, check=same_models)  # refused before weights load
     same_models(backend.model_info())
     recorded = manifest.get("backend", {}).get("models", {})

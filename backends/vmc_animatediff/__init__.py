@@ -5,6 +5,15 @@ Cheap to import (``vmc backends`` imports every plugin); the models load in
 """
 
 from vmc_cli import hookimpl
+from vmc_cli.backend_options import BackendOption
+
+#: the options it takes (``--adapter``, the same as ``--option adapter=...``), passed to
+#: ``configure()`` and ``load()``
+OPTIONS = (
+    BackendOption("adapter", str, help="the MotionAdapter, a hub id or a folder (default "
+                  "guoyww/animatediff-motion-adapter-v1-5-2, or $VMC_ANIMATEDIFF_ADAPTER; a profile keeps the one "
+                  "it was tuned with)"),
+)
 
 
 def animatediff_backend():
@@ -23,4 +32,5 @@ def register_backends(register):
         "--model-path), both at pinned hub commits (VMC_ANIMATEDIFF_ADAPTER_REVISION, VMC_ANIMATEDIFF_BASE_REVISION "
         "override), as diffusers' UNetMotionModel, 16 frames at 512x512 over VAE latents; the motion "
         "modules' attention is tuned, so a profile moves to another SD1.5 base; needs the hub weights and a CUDA GPU",
+        options=OPTIONS,
     )

@@ -109,6 +109,12 @@ class LatentVideoBackend(Backend):
         self.gradient_checkpointing = False
 
     # -- loading ---------------------------------------------------------------
+    @property
+    def oom_hint(self) -> str:
+        """What to try when it runs out of GPU memory: its own switches."""
+        return (f"try --dtype float16, VMC_{self.env_prefix}_OFFLOAD=1, or "
+                f"VMC_{self.env_prefix}_GRADIENT_CHECKPOINTING=1 for tuning")
+
     def speed_switches(self) -> None:
         self.offload = flag(f"VMC_{self.env_prefix}_OFFLOAD")
         self.gradient_checkpointing = flag(f"VMC_{self.env_prefix}_GRADIENT_CHECKPOINTING")
@@ -172,20 +178,13 @@ class LatentVideoBackend(Backend):
             raise RuntimeError("call load() first")
         return self._unet
 
-    def encode_prompts(self, prompts: list[str]):
-        import torch
-
-        missing = [p for p in dict.fromkeys(prompts) if p not in self._embeddings]
-        if missing:
-            if self._text_encoder is None:
-                raise RuntimeError("the text encoder was released; encode every prompt first")
-            ids = self._tokenizer(missing, padding="max_length", max_length=self._tokenizer.model_max_length,
-                                  truncation=True, return_tensors="pt").input_ids
-            with torch.no_grad():
-                states = self._text_encoder(input_ids=ids.to(self.device)).last_hidden_state
-            for p, s in zip(missing, states):
-                self._embeddings[p] = s.to(self.device, self.dtype)
-        return torch.stack([self._embeddings[p] for p in prompts])
+    def encode_text(self, prompts: list[str]):
+        """CLIP states on the device (the core's ``encode_prompts`` caches them per prompt)."""
+        if self._text_encoder is None:
+            raise RuntimeError("the text encoder was released; encode every prompt first")
+        ids = self._tokenizer(prompts, padding="max_length", max_length=self._tokenizer.model_max_length,
+                              truncation=True, return_tensors="pt").input_ids
+        return self._text_encoder(input_ids=ids.to(self.device)).last_hidden_state.to(self.device)
 
     def release_text_encoder(self) -> None:
         self._text_encoder = None

@@ -137,6 +137,8 @@ class Show1Backend(Backend):
     cascade_stages = ("interpolation", "sr1", "sr2")
     #: warn about CPU runs of key-frame models bigger than this (the real one has 1.7 billion)
     cpu_warning_parameters = 100_000_000
+    #: what to try when it runs out of GPU memory (the CLI's hint)
+    oom_hint = "try --dtype float16, VMC_SHOW1_OFFLOAD=1, or VMC_SHOW1_GRADIENT_CHECKPOINTING=1 for tuning"
 
     def __init__(self, *, model_path: str | os.PathLike | None = None, revisions: dict[str, str] | None = None,
                  inversion: str | None = None, keyframe_size: tuple[int, int] | None = None,

@@ -4,17 +4,22 @@ from ..options import Json
 
 
 def backends(as_json: Json = False):
-    """List the installed model backends (pluggy plugins in the `vmc` entry-point group)."""
+    """List the installed model backends (pluggy plugins in the `vmc` entry-point group) and the options each
+    takes (`vmc tune/invert/generate --option NAME=VALUE`)."""
     from ..output import emit_json
     from ..plugins import get_backends
 
     from ..tune_config import describe_defaults
 
+    entries = get_backends().values()
     rows = [{"name": b.name, "description": b.description, "plugin": b.plugin, "tune_defaults": b.tune_defaults,
-             "tuning": describe_defaults(b.tune_defaults)} for b in get_backends().values()]
+             "tuning": describe_defaults(b.tune_defaults), "options": [o.describe() for o in b.options]}
+            for b in entries]
     if as_json:
         emit_json({"backends": rows})
         return
     width = max(len(r["name"]) for r in rows)
-    for r in rows:
+    for r, entry in zip(rows, entries):
         print(f"{r['name']:<{width}}  {r['description']}  [{r['plugin']}]; tuning: {r['tuning']}")
+        for option in entry.options:  # its own options, given as --option NAME=VALUE
+            print(f"{'':<{width}}  --option {option.usage()}")

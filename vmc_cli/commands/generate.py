@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import VmcError
-from ..options import Adapter, Backend, Device, Dtype, Home, Json, ModelPath, MotionScale, Quiet, Strength, Seed
+from ..options import Adapter, Backend, Device, Dtype, Home, Json, ModelPath, MotionScale, Option, Quiet, Seed, Strength
 
 
 def _read_prompts(prompt: str | None, prompt_file: Path | None) -> list[str]:
@@ -145,10 +145,12 @@ def generate(
     dtype: Dtype = None,
     model_path: ModelPath = None,
     adapter: Adapter = None,
+    option: Option = None,
     as_json: Json = False,
     quiet: Quiet = False,
 ):
     """Generate the profile's motion with a new prompt: key-frames from the inverted clip, then the cascade."""
+    from ..backend_options import parse_given
     from ..runtime import Runtime
     from ..jobs import generate as run
     from ..output import emit_json, reporter
@@ -176,10 +178,11 @@ def generate(
             device = "cpu" if placed.type == "cpu" else str(placed)
     progress = reporter(as_json, quiet or not (processes is None or processes.is_main))
     results = []
+    runtime = Runtime(device, dtype, model_path, progress, parse_given(option, adapter=adapter), "generate")
     with progress.session():
         if mine:
             results = run(profile, [prompts[i] for i in mine], [outputs[i] for i in mine], store=ProfileStore(home),
-                          runtime=Runtime(device, dtype, model_path, progress, adapter), backend_name=backend, steps=steps,
+                          runtime=runtime, backend_name=backend, steps=steps,
                           guidance=guidance, invert_steps=invert_steps, seed=seed, negative_prompt=negative_prompt,
                           stages=stages, fmt=fmt, init=init, fps=fps, strength=strength,
                           keyframe_outputs=[keyframes[i] for i in mine] if keyframes else None,

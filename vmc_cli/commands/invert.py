@@ -4,7 +4,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..options import Adapter, Backend, Device, Dtype, Home, Json, ModelPath, MotionScale, Quiet, Strength
+from ..options import Adapter, Backend, Device, Dtype, Home, Json, ModelPath, MotionScale, Option, Quiet, Strength
 
 
 def invert(
@@ -19,6 +19,7 @@ def invert(
     dtype: Dtype = None,
     model_path: ModelPath = None,
     adapter: Adapter = None,
+    option: Option = None,
     as_json: Json = False,
     quiet: Quiet = False,
 ):
@@ -26,13 +27,15 @@ def invert(
 
     Optional: `vmc generate` inverts by itself when the profile has no inversion yet.
     """
+    from ..backend_options import parse_given
     from ..jobs import Runtime, invert_profile
     from ..output import emit_json, reporter
     from ..profiles import ProfileStore
 
     progress = reporter(as_json, quiet)
+    runtime = Runtime(device, dtype, model_path, progress, parse_given(option, adapter=adapter), "invert")
     with progress.session():
-        result = invert_profile(profile, store=ProfileStore(home), runtime=Runtime(device, dtype, model_path, progress, adapter),
+        result = invert_profile(profile, store=ProfileStore(home), runtime=runtime,
                                 steps=steps, backend_name=backend, strength=strength,
                                 motion_scale=motion_scale)
     if as_json:

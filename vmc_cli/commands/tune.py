@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import VmcError
-from ..options import Adapter, Backend, Device, Dtype, Home, Json, ModelPath, Quiet, Seed
+from ..options import Adapter, Backend, Device, Dtype, Home, Json, ModelPath, Option, Quiet, Seed
 
 
 def parse_timesteps(text: str | None) -> tuple[int, int] | None:
@@ -21,15 +21,17 @@ def parse_timesteps(text: str | None) -> tuple[int, int] | None:
 
 
 class TuneCommand(typer.core.TyperCommand):
-    """``vmc tune --help`` ends with each installed backend's tuning defaults (read when the
-    help is shown, from the plugins' registrations, so no model code is imported)."""
+    """``vmc tune --help`` ends with each installed backend's tuning defaults and own options
+    (read when the help is shown, from the plugins' registrations, so no model code is imported)."""
 
     def get_help(self, ctx):
+        from ..options import backend_options_help
         from ..plugins import get_backends
         from ..tune_config import describe_defaults
 
         lines = [f"{b.name}: {describe_defaults(b.tune_defaults)}" for b in get_backends().values()]
-        self.epilog = "Tuning defaults by backend (the paper's unless a backend sets its own): " + "; ".join(lines)
+        self.epilog = ("Tuning defaults by backend (the paper's unless a backend sets its own): " + "; ".join(lines)
+                       + "\n\n" + backend_options_help("tune"))
         return super().get_help(ctx)
 
 
@@ -90,6 +92,7 @@ def tune(
     dtype: Dtype = None,
     model_path: ModelPath = None,
     adapter: Adapter = None,
+    option: Option = None,
     as_json: Json = False,
     quiet: Quiet = False,
 ):
@@ -100,6 +103,7 @@ def tune(
     (see `vmc prompt`) unless --keep-prompt is given; both forms are recorded in the profile,
     with every tuning setting used.
     """
+    from ..backend_options import parse_given
     from ..jobs import Runtime, tune_clip
     from ..output import emit_json, info, reporter
     from ..profiles import ProfileStore
@@ -107,8 +111,9 @@ def tune(
                    timestep_range=parse_timesteps(timesteps))
     progress = reporter(as_json, quiet)
     store = ProfileStore(home)
+    runtime = Runtime(device, dtype, model_path, progress, parse_given(option, adapter=adapter), "tune")
     with progress.session():
-        result = tune_clip(clip, prompt, store=store, runtime=Runtime(device, dtype, model_path, progress, adapter),
+        result = tune_clip(clip, prompt, store=store, runtime=runtime,
                            backend_name=backend, name=name, frames=frames, stride=stride,
                            start=start, options=options, keep_prompt=keep_prompt, force=force, crop=crop, fps=fps,
                            resume=resume, checkpoint_every=checkpoint_every, width=width, height=height)
