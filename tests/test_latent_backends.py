@@ -331,8 +331,10 @@ def test_offline_without_the_files_is_one_error_with_the_download_commands(backe
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 2 and lines[0].startswith("Error: ") and lines[1].startswith("Hint: "), r.stderr
     assert "are not on this machine and the hub cannot be reached" in lines[0]
-    from vmc_cli.repos import PINNED
+    from vmc_animatediff.backend import PINNED as ANIMATEDIFF
+    from vmc_zeroscope.backend import PINNED as ZEROSCOPE
 
+    PINNED = {"zeroscope": ZEROSCOPE, "animatediff": ANIMATEDIFF}[backend]  # each backend pins its own
     for name in names:  # each at its pinned commit, in the message and in the command that fetches it
         assert f"{name}@{PINNED[name]}" in lines[0] and f"hf download {name} --revision {PINNED[name]}" in lines[1]
 
@@ -356,8 +358,7 @@ def test_a_cached_snapshot_at_the_pin_is_used_over_main(zeroscope_folder, tmp_pa
     pointing at the other one, the backend loads the pinned commit and records it."""
     from huggingface_hub import constants
 
-    from vmc_cli.repos import PINNED
-    from vmc_zeroscope.backend import DEFAULT_ID
+    from vmc_zeroscope.backend import DEFAULT_ID, PINNED
 
     cache = tmp_path / "hf-cache"
     repo = cache / ("models--" + DEFAULT_ID.replace("/", "--"))
@@ -432,8 +433,10 @@ def test_the_readme_download_commands_carry_the_pins():
     import re
     from pathlib import Path
 
-    from vmc_cli.repos import PINNED
+    from vmc_animatediff.backend import PINNED as ANIMATEDIFF
+    from vmc_zeroscope.backend import PINNED as ZEROSCOPE
 
+    PINNED = {**ZEROSCOPE, **ANIMATEDIFF}
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     found = dict(re.findall(r"hf download (\S+/\S+) --revision ([0-9a-f]{40})", readme))
     assert found and all(PINNED[repo] == commit for repo, commit in found.items()), found

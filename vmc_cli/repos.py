@@ -4,13 +4,13 @@ Shared by the backends that load hub repositories (Show-1, ZeroScope, AnimateDif
 Each model a backend uses is one hub repository, needed only in part (the
 sub-folders its :class:`RepoSpec` lists). A repository is found, in this order:
 
-1. under a local root folder (``--model-path`` or, for Show-1, ``VMC_SHOW1_PATH``) holding one
+1. under a local root folder (``--model-path`` or a backend's own variable) holding one
    sub-folder per repository in the hub's layout, named like the repository
    (``<root>/show-1-base/unet/...``, ``<root>/IF-II-L-v1.0/...``); its revision is
    ``sha256:<16 hex>``, a hash of its configuration files (``*.json``, ``*.txt``,
    ``*.model`` of the needed sub-folders and ``model_index.json``);
 2. in the hub cache (no network), at the requested revision (a branch, tag or full
-   commit hash; ``main`` by default); its revision is the commit hash;
+   commit hash; the backend's pin, else ``main``); its revision is the commit hash;
 3. downloaded from the hub when it can be reached: only the needed sub-folders,
    and one set of weight files per model (safetensors before .bin, the fp16 variant
    when loading in half precision).
@@ -19,6 +19,9 @@ When a repository can't be found and the hub can't be reached, :func:`resolve_al
 raises ONE :class:`~vmc_cli.errors.VmcError` naming everything missing, with the
 ``hf download`` commands that fetch it. No retries: ``HF_HUB_OFFLINE=1`` or an
 unreachable host answer at once (:func:`vmc_cli.hub.hub_reachable`).
+
+This module is generic: the repositories, their pinned revisions and the environment
+variables that override them belong to each backend's package.
 """
 
 from __future__ import annotations
@@ -31,20 +34,6 @@ from pathlib import Path
 from typing import Callable
 
 from vmc_cli.errors import VmcError
-
-#: The hub commits the latent backends load by default, per repository; each backend's
-#: ``VMC_*_REVISION`` variable overrides its pin (``main`` takes the newest). A repository not
-#: listed here is taken at ``main``. The commits are the snapshot folder names
-#: (``models--OWNER--NAME/snapshots/<commit>``) of caches that loaded these models, seen in
-#: public code and logs; the machine that wrote this table had no network to check them
-#: against the hub. A pin the hub does not know fails the download with a one-line error
-#: naming the variable that overrides it.
-PINNED: dict[str, str] = {
-    "cerspense/zeroscope_v2_576w": "6963642a64dbefa93663d1ecebb4ceda2d9ecb28",
-    "damo-vilab/text-to-video-ms-1.7b": "338683c3175cde59b407a699af8fe68f4a2b8f74",
-    "stable-diffusion-v1-5/stable-diffusion-v1-5": "451f4fe16113bff5a5d2269ed5ad43b0592e9a14",
-    "guoyww/animatediff-motion-adapter-v1-5-2": "6167b88ffe39b4441fdf2113e77b99a6f56b7906",
-}
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 CONFIG_SUFFIXES = (".json", ".txt", ".model")
@@ -210,10 +199,10 @@ def from_hub_cache(spec: RepoSpec, revision: str) -> tuple[Path, str] | None:
     return snapshot, snapshot.name
 
 
-def revision_for(repo_id: str, env: str) -> str:
+def revision_for(repo_id: str, env: str, pins: dict[str, str] | None = None) -> str:
     """The revision to load ``repo_id`` at: the environment variable ``env`` when set, else
-    the repository's pin in :data:`PINNED`, else ``main``."""
-    return os.environ.get(env, "").strip() or PINNED.get(repo_id, "main")
+    its pin in ``pins`` (each backend pins its own repositories), else ``main``."""
+    return os.environ.get(env, "").strip() or (pins or {}).get(repo_id, "main")
 
 
 def download(spec: RepoSpec, revision: str, prefer_variant: str | None, log: Callable[[str], None],
@@ -259,11 +248,11 @@ def download_command(spec: RepoSpec, revision: str = "main", local_dir: Path | N
 
 
 def resolve_all(specs: list[RepoSpec], revisions: dict[str, str], root: Path | None, prefer_variant: str | None,
-                log: Callable[[str], None], family: str = "Show-1", path_env: str | None = "VMC_SHOW1_PATH",
-                revisions_env: str = "VMC_SHOW1_REVISIONS") -> dict[str, Resolved]:
+                log: Callable[[str], None], family: str = "model", path_env: str | None = None,
+                revisions_env: str | None = None) -> dict[str, Resolved]:
     """Resolve every spec (see the module docstring) or raise one VmcError for all that are missing.
     ``family``, ``path_env`` and ``revisions_env`` name the backend's model family and its
-    environment variables in the messages."""
+    environment variables in the messages (each backend passes its own)."""
     from vmc_cli.hub import hub_reachable
 
     resolved: dict[str, Resolved] = {}
@@ -292,7 +281,8 @@ def resolve_all(specs: list[RepoSpec], revisions: dict[str, str], root: Path | N
             lacks = missing_files(folder, spec)
             if lacks:
                 raise VmcError(f"{spec.repo_id}@{commit[:10]} lacks {', '.join(lacks)}",
-                               f"pin another revision with {revisions_env}, or use --model-path")
+                               f"pin another revision with {revisions_env}, or use --model-path" if revisions_env
+                               else "use --model-path with a folder holding it")
             resolved[spec.role] = Resolved(spec, folder, commit, "hub")
         else:
             missing.append(Missing(spec, revision, "hub", cached[0] if cached else None, lacks))
@@ -301,8 +291,8 @@ def resolve_all(specs: list[RepoSpec], revisions: dict[str, str], root: Path | N
     return resolved
 
 
-def _missing_error(missing: list[Missing], root: Path | None, family: str = "Show-1",
-                   path_env: str | None = "VMC_SHOW1_PATH") -> VmcError:
+def _missing_error(missing: list[Missing], root: Path | None, family: str = "model",
+                   path_env: str | None = None) -> VmcError:
     listing = "; ".join(m.describe() for m in missing)
     if root is not None:
         commands = " && ".join(download_command(m.spec, local_dir=root / m.spec.folder_name) for m in missing)

@@ -4,7 +4,7 @@ diffusers' ``UNetMotionModel``.
 - Base (``--model-path``): a folder in the hub's layout or a hub id holding ``unet/``
   (``UNet2DConditionModel``), ``vae/``, ``text_encoder/``, ``tokenizer/``, ``scheduler/``;
   default ``stable-diffusion-v1-5/stable-diffusion-v1-5`` at ``VMC_ANIMATEDIFF_BASE_REVISION``
-  (default: the commit pinned in ``vmc_cli.repos.PINNED``; ``main`` for an id without a
+  (default: the commit pinned in ``PINNED`` below; ``main`` for an id without a
   pin). A folder written by ``AnimateDiffPipeline.save_pretrained`` also works: its
   ``unet/`` is already a ``UNetMotionModel`` and its adapter is the one in ``motion_adapter/`` (or, without that folder, the motion modules inside the UNet).
 - Adapter (``--adapter``): a ``MotionAdapter`` folder or hub id; default
@@ -31,6 +31,17 @@ from vmc_latent import LatentVideoBackend, is_hub_id, local_folder
 
 DEFAULT_BASE = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 DEFAULT_ADAPTER = "guoyww/animatediff-motion-adapter-v1-5-2"
+#: The hub commits it loads by default, per repository (one not listed is taken at ``main``);
+#: ``VMC_ANIMATEDIFF_BASE_REVISION`` and ``VMC_ANIMATEDIFF_ADAPTER_REVISION`` override them
+#: (``main`` takes the newest).
+#: The commits are the snapshot folder names (``models--OWNER--NAME/snapshots/<commit>``) of
+#: caches that loaded these models, seen in public code and logs; the machine that wrote this
+#: table had no network to check them against the hub. A pin the hub does not know fails the
+#: download with a one-line error naming the variable that overrides it.
+PINNED: dict[str, str] = {
+    "stable-diffusion-v1-5/stable-diffusion-v1-5": "451f4fe16113bff5a5d2269ed5ad43b0592e9a14",
+    "guoyww/animatediff-motion-adapter-v1-5-2": "6167b88ffe39b4441fdf2113e77b99a6f56b7906",
+}
 BASE_COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 BASE_WEIGHTED = ("unet", "vae", "text_encoder")
 
@@ -64,7 +75,7 @@ class AnimateDiffBackend(LatentVideoBackend):
         return self.unet(x, t, encoder_hidden_states=text).sample
 
     def _hub(self, spec: RepoSpec, revision_env: str, log):
-        found = resolve_all([spec], {spec.role: revision_for(spec.repo_id, revision_env)}, None,
+        found = resolve_all([spec], {spec.role: revision_for(spec.repo_id, revision_env, PINNED)}, None,
                             "fp16" if _cuda() else None, log, family="AnimateDiff", path_env=None,
                             revisions_env=revision_env)[spec.role]
         return found.folder, found.info()
@@ -75,8 +86,9 @@ class AnimateDiffBackend(LatentVideoBackend):
         wanted_adapter = adapter or os.environ.get("VMC_ANIMATEDIFF_ADAPTER") or DEFAULT_ADAPTER
         if is_hub_id(str(base)) and is_hub_id(str(wanted_adapter)):  # one error naming both when missing
             found = resolve_all([base_spec(str(base)), adapter_spec(str(wanted_adapter))],
-                                {"base": revision_for(str(base), "VMC_ANIMATEDIFF_BASE_REVISION"),
-                                 "keyframes": revision_for(str(wanted_adapter), "VMC_ANIMATEDIFF_ADAPTER_REVISION")},
+                                {"base": revision_for(str(base), "VMC_ANIMATEDIFF_BASE_REVISION", PINNED),
+                                 "keyframes": revision_for(str(wanted_adapter), "VMC_ANIMATEDIFF_ADAPTER_REVISION",
+                                                           PINNED)},
                                 None, "fp16" if _cuda() else None, log, family="AnimateDiff", path_env=None,
                                 revisions_env="VMC_ANIMATEDIFF_BASE_REVISION / VMC_ANIMATEDIFF_ADAPTER_REVISION")
             return (found["base"].folder, found["base"].info(), found["keyframes"].folder,

@@ -1,8 +1,14 @@
-"""Show-1's repositories; where their files come from is :mod:`vmc_cli.repos` (shared by
-every backend that loads hub repositories), re-exported here."""
+"""Show-1's repositories and the environment variables that say where their files are
+(``VMC_SHOW1_PATH``) and at which revisions (``VMC_SHOW1_REVISIONS``); how files are found
+is :mod:`vmc_cli.repos` (shared by every backend that loads hub repositories), re-exported
+here with Show-1's names in its messages."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Callable
+
+from vmc_cli import repos as _core
 from vmc_cli.repos import *  # noqa: F401,F403
 from vmc_cli.repos import (  # noqa: F401
     Missing,
@@ -15,7 +21,6 @@ from vmc_cli.repos import (  # noqa: F401
     from_local_root,
     missing_files,
     pick_variant,
-    resolve_all,
     select_files,
     variant_of,
     weight_files,
@@ -36,4 +41,14 @@ REPOS: dict[str, RepoSpec] = {
                     ("unet", "vae", "text_encoder"), "super-resolution 2"),
 }
 
+#: a local root holding one folder per repository (``show-1-base/``, ...), like --model-path
+PATH_ENV = "VMC_SHOW1_PATH"
+#: revisions per role, e.g. ``keyframes=<commit>,sr2=main`` (no pins: ``main`` by default)
+REVISIONS_ENV = "VMC_SHOW1_REVISIONS"
 
+
+def resolve_all(specs: list[RepoSpec], revisions: dict[str, str], root: Path | None, prefer_variant: str | None,
+                log: Callable[[str], None]) -> dict[str, Resolved]:
+    """:func:`vmc_cli.repos.resolve_all` for Show-1: its messages name Show-1 and its variables."""
+    return _core.resolve_all(specs, revisions, root, prefer_variant, log, family="Show-1", path_env=PATH_ENV,
+                             revisions_env=REVISIONS_ENV)

@@ -9,7 +9,7 @@ Models, part by part (diffusers' model classes, not the pipeline): ``UNet3DCondi
   configuration files;
 - ``--model-path OWNER/NAME`` or, by default, ``cerspense/zeroscope_v2_576w``: the hub
   repository at ``VMC_ZEROSCOPE_REVISION`` (default: the commit pinned in
-  ``vmc_cli.repos.PINNED`` for the two known ids, ``main`` for another; the commit found is
+  ``PINNED`` below for the two known ids, ``main`` for another; the commit found is
   what the profile records), from the cache, or downloaded when the hub can be reached.
 
 Optional stage ``xl`` (``vmc generate ... --stages all,xl``): ZeroScope's video-to-video
@@ -43,6 +43,16 @@ KNOWN = {
     "cerspense/zeroscope_v2_576w": (24, 576, 320),
     "damo-vilab/text-to-video-ms-1.7b": (16, 256, 256),
 }
+#: The hub commits it loads by default, per repository (one not listed is taken at ``main``);
+#: ``VMC_ZEROSCOPE_REVISION`` overrides them (``main`` takes the newest).
+#: The commits are the snapshot folder names (``models--OWNER--NAME/snapshots/<commit>``) of
+#: caches that loaded these models, seen in public code and logs; the machine that wrote this
+#: table had no network to check them against the hub. A pin the hub does not know fails the
+#: download with a one-line error naming the variable that overrides it.
+PINNED: dict[str, str] = {
+    "cerspense/zeroscope_v2_576w": "6963642a64dbefa93663d1ecebb4ceda2d9ecb28",
+    "damo-vilab/text-to-video-ms-1.7b": "338683c3175cde59b407a699af8fe68f4a2b8f74",
+}
 COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 WEIGHTED = ("unet", "vae", "text_encoder")
 
@@ -71,7 +81,7 @@ class ZeroScopeBackend(LatentVideoBackend):
             folder = Path(source).expanduser()
             return folder, local_folder(folder, spec(folder.name), "a ZeroScope/ModelScope folder in the hub's layout",
                                         "pass the folder TextToVideoSDPipeline.save_pretrained wrote, or a hub id")
-        revision = revision_for(str(source), "VMC_ZEROSCOPE_REVISION")
+        revision = revision_for(str(source), "VMC_ZEROSCOPE_REVISION", PINNED)
         found = resolve_all([spec(str(source))], {"keyframes": revision}, None,
                             "fp16" if _cuda() else None, log,
                             family="ZeroScope", path_env=None, revisions_env="VMC_ZEROSCOPE_REVISION")["keyframes"]
