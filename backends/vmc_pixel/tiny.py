@@ -101,7 +101,8 @@ def _build_unet(in_channels: int, seed: int):
 
 class SmallTextModel:
     """The key-frame model and prompt cache shared by the small built-in backends: a
-    ``_unet``, a CLIP ``_text_encoder`` over a ``_tokenizer``, embeddings cached per prompt."""
+    ``_unet``, a CLIP ``_text_encoder`` over a ``_tokenizer`` (embeddings cached per prompt by
+    the core)."""
 
     @property
     def unet(self):
@@ -109,15 +110,9 @@ class SmallTextModel:
             raise RuntimeError("call load() first")
         return self._unet
 
-    @torch.no_grad()
-    def encode_prompts(self, prompts):
-        missing = [p for p in dict.fromkeys(prompts) if p not in self._embeddings]
-        if missing:
-            ids = self._tokenizer(missing).to(self.device)
-            states = self._text_encoder(input_ids=ids).last_hidden_state
-            for p, s in zip(missing, states):
-                self._embeddings[p] = s.to(self.dtype)
-        return torch.stack([self._embeddings[p] for p in prompts])
+    def encode_text(self, prompts):
+        """The CLIP states (the core's :meth:`Backend.encode_prompts` caches them per prompt)."""
+        return self._text_encoder(input_ids=self._tokenizer(prompts).to(self.device)).last_hidden_state
 
 
 def phase_shift(first: torch.Tensor, last: torch.Tensor) -> torch.Tensor:

@@ -348,21 +348,17 @@ class Show1Backend(Backend):
     def _clean(prompt: str) -> str:
         return prompt.lower().strip()  # DeepFloyd IF's text preprocessing (without caption cleaning)
 
-    @torch.no_grad()
-    def encode_prompts(self, prompts: list[str]) -> torch.Tensor:
-        """T5 states (len(prompts), 77, dim) in the model dtype, computed once per prompt
-        (the text encoder is loaded again if it was released and a new prompt comes)."""
-        keys = [self._clean(p) for p in prompts]
-        missing = [k for k in dict.fromkeys(keys) if k not in self._embeddings]
-        if missing:
-            tokenizer, encoder = self._text_model()
-            batch = tokenizer(missing, padding="max_length", max_length=TEXT_MAX_LENGTH, truncation=True,
-                              add_special_tokens=True, return_tensors="pt")
-            states = encoder(input_ids=batch.input_ids.to(self.device),
-                             attention_mask=batch.attention_mask.to(self.device)).last_hidden_state
-            for key, state in zip(missing, states):
-                self._embeddings[key] = state.to(self.dtype)
-        return torch.stack([self._embeddings[k] for k in keys])
+    def prompt_key(self, prompt: str) -> str:
+        return self._clean(prompt)
+
+    def encode_text(self, prompts: list[str]) -> torch.Tensor:
+        """T5 states (len(prompts), 77, dim) of cleaned prompts (the core caches them per prompt;
+        the text encoder is loaded again if it was released and a new prompt comes)."""
+        tokenizer, encoder = self._text_model()
+        batch = tokenizer(prompts, padding="max_length", max_length=TEXT_MAX_LENGTH, truncation=True,
+                          add_special_tokens=True, return_tensors="pt")
+        return encoder(input_ids=batch.input_ids.to(self.device),
+                       attention_mask=batch.attention_mask.to(self.device)).last_hidden_state
 
     def release_text_encoder(self) -> None:
         """Delete the T5 encoder (about 9.5 GB in fp16); cached embeddings stay."""
