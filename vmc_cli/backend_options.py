@@ -132,8 +132,7 @@ def parse_given(pairs: list[str] | None, **flags: Any) -> dict[str, Any]:
         name = name.strip().lstrip("-").replace("-", "_")
         if not sep or not name.isidentifier():
             raise VmcError(f"--option {pair!r} is not NAME=VALUE",
-                           "e.g. --option adapter=guoyww/animatediff-motion-adapter-v1-5-2; "
-                           "`vmc backends` lists each backend's options")
+                           "write the option's name, =, and its value; `vmc backends` lists each backend's options")
         if name in given:
             raise VmcError(f"--option {name}=... is given twice", f"give --option {name}=... once")
         given[name] = value
