@@ -65,24 +65,28 @@ def denoise_pixels(unet, scheduler, noise: torch.Tensor, cond: torch.Tensor, tex
     ``variance_type`` is learned. Frames are folded into the batch for the scheduler step,
     so dynamic thresholding acts per frame.
     """
+    from vmc_cli.sampling import guided
+
     scheduler.set_timesteps(steps, device=noise.device)
     x = noise * scheduler.init_noise_sigma
     b, c = x.shape[:2]
-    cfg = guidance > 1.0
-    emb = torch.cat([uncond.expand(b, -1, -1), text.expand(b, -1, -1)]) if cfg else text.expand(b, -1, -1)
-    labels = None if class_labels is None else (torch.cat([class_labels, class_labels]) if cfg else class_labels)
+
+    def predict_batched(x, t, emb):  # x may be the guided double batch: repeat cond and labels to match
+        rows = x.shape[0] // b
+        inp = scheduler.scale_model_input(torch.cat([x, cond.repeat(rows, 1, 1, 1, 1)], dim=1), t[0])
+        labels = None if class_labels is None else class_labels.repeat(rows)
+        return unet(inp, t[0], encoder_hidden_states=emb, class_labels=labels).sample
+
+    # the core's classifier-free guidance (unconditional rows first, as Show-1 batches them) on the
+    # epsilon channels; the learned-variance channels come from the text branch. No guidance at
+    # or below 1 (a single text pass), as Show-1's script does.
+    predict = guided(predict_batched, text, uncond if guidance > 1.0 else None, guidance,
+                     uncond_first=True, channels=c)
     learned = scheduler.config.get("variance_type") in ("learned", "learned_range")
     extra = {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
     for t in progress.track(scheduler.timesteps, label):
-        inp = torch.cat([x, cond], dim=1)
-        inp = scheduler.scale_model_input(torch.cat([inp, inp]) if cfg else inp, t)
-        out = unet(inp, t, encoder_hidden_states=emb, class_labels=labels).sample
-        if cfg:
-            out_u, out_t = out.chunk(2)
-            eps, var = out_u[:, :c] + guidance * (out_t[:, :c] - out_u[:, :c]), out_t[:, c:]
-        else:
-            eps, var = out[:, :c], out[:, c:]
-        model_out = torch.cat([eps, var], dim=1) if learned and var.shape[1] else eps
+        out = predict(x, t.expand(b))
+        model_out = out if learned and out.shape[1] > c else out[:, :c]
         x = unfold(scheduler.step(fold(model_out), t, fold(x), **extra).prev_sample, b)
     return x
 
