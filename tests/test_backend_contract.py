@@ -11,8 +11,8 @@ What is checked, for each backend:
 
 - it loads through the plugin manager and states its facts (frames, size, model, schedules);
 - prompt encoding: one row per prompt, the same prompt gives the same row in any batch;
-- prediction: the shape and dtype of its input, rows independent of the batch they are in,
-  and it depends on the timestep and on the text;
+- prediction: the shape and dtype of its input, the same twice, rows independent of the
+  batch they are in, and it depends on the timestep and on the text;
 - frames -> model -> frames: the shapes, frames mapped one by one in order, and for a
   lossless model space the same pixels back;
 - the q/k/v under ``temporal_attention_marker`` attend over frames;
@@ -307,9 +307,11 @@ def test_prediction_shape_and_dtype(backend, clip):
     with torch.no_grad():
         eps = backend.predict_noise(x, t, text)
         second = backend.predict_noise(x[1:], t[1:], text[1:])
+        again = backend.predict_noise(x[1:], t[1:], text[1:])
         later = backend.predict_noise(x[1:], torch.tensor([900]), text[1:])
         worded = backend.predict_noise(x[1:], t[1:], text[:1])
     assert eps.shape == x.shape and eps.dtype == backend.dtype and torch.isfinite(eps).all()
+    assert torch.equal(again, second), "the same input gave another prediction (dropout or noise left on?)"
     scale = float(eps.abs().mean())
     assert torch.allclose(second[0], eps[1], atol=1e-4 * max(scale, 1.0)), "a row depends on the batch it is in"
     assert (later - second).abs().mean() > 1e-3 * scale, "the prediction ignores the timestep"
