@@ -188,3 +188,26 @@ def test_start_noised_noises_to_the_start():
     assert sigma == pytest.approx(1 - 3 * 0.999 / 5, abs=1e-4)  # the 4th of 6 sigmas from 1 to 0.001
     torch.testing.assert_close(noisy, (1 - sigma) * x + sigma * noise, atol=1e-6, rtol=0)
     assert math.isfinite(start)
+
+
+@pytest.mark.parametrize("uncond_first", [False, True])
+def test_guided_mixes_only_the_guided_channels(uncond_first):
+    """Classifier-free guidance u + g (c - u) on the first ``channels`` output channels, the rest
+    (a learned-variance head) from the conditional pass, whichever half of the batch is which."""
+    from vmc_cli.sampling import guided
+
+    cond, uncond = torch.full((1, 2, 4), 3.0), torch.full((1, 2, 4), -1.0)
+    seen = []
+
+    def predict_batched(x, t, text):  # output row = the row's text value, times 1..6 over 6 channels
+        seen.append(text[:, 0, 0].tolist())
+        return text[:, :1, :1, None, None].expand(x.shape[0], 6, *x.shape[2:]) * torch.arange(1.0, 7).view(1, 6, 1, 1, 1)
+
+    x = torch.zeros(2, 3, 2, 4, 4)
+    out = guided(predict_batched, cond, uncond, 7.5, uncond_first=uncond_first, channels=3)(x, torch.tensor([10, 10]))
+    assert seen == [[-1.0, -1.0, 3.0, 3.0] if uncond_first else [3.0, 3.0, -1.0, -1.0]]
+    k = torch.arange(1.0, 7).view(1, 6, 1, 1, 1)
+    expected = torch.cat([(-1 + 7.5 * (3 - -1)) * k[:, :3], 3 * k[:, 3:]], 1).expand_as(out)
+    torch.testing.assert_close(out, expected)
+    single = guided(predict_batched, cond, None, 7.5, channels=3)(x, torch.tensor([10, 10]))
+    torch.testing.assert_close(single, (3 * k).expand_as(single))
