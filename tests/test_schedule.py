@@ -211,3 +211,19 @@ def test_guided_mixes_only_the_guided_channels(uncond_first):
     torch.testing.assert_close(out, expected)
     single = guided(predict_batched, cond, None, 7.5, channels=3)(x, torch.tensor([10, 10]))
     torch.testing.assert_close(single, (3 * k).expand_as(single))
+
+
+def test_flow_noisy_input_in_variance_preserving_form():
+    """The x0cos loss is written for x_t = sqrt(abar) x0 + sqrt(1 - abar) eps; a flow schedule's
+    x_t = (1 - s) x0 + s eps, divided by sqrt((1 - s)^2 + s^2), is exactly that with the abar of
+    the same signal-to-noise ratio, (1 - s)^2 / ((1 - s)^2 + s^2)."""
+    x0, eps = _clip(5)
+    t = torch.tensor([100.0, 700.0])
+    s = _col(t / 1000)
+    schedule = Schedule(FLOW)
+    abar = _col((1 - t / 1000) ** 2 / ((1 - t / 1000) ** 2 + (t / 1000) ** 2))
+    torch.testing.assert_close(schedule.abar(t), abar.flatten())
+    vp = schedule.variance_preserving((1 - s) * x0 + s * eps, t)
+    torch.testing.assert_close(vp, abar.sqrt() * x0 + (1 - abar).sqrt() * eps, atol=1e-6, rtol=0)
+    x_t = torch.randn(2, 3, 4, 6, 5)
+    assert Schedule(DIFFUSION).variance_preserving(x_t, t.long()) is x_t

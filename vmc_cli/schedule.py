@@ -120,6 +120,16 @@ class Schedule:
         abar = self.abar(t)
         return abar.sqrt(), (1 - abar).sqrt()
 
+    def variance_preserving(self, x_t: torch.Tensor, t) -> torch.Tensor:
+        """``x_t`` in the variance-preserving form ``sqrt(abar) x0 + sqrt(1 - abar) eps`` with
+        :meth:`abar`: itself for a diffusion schedule, ``x_t / sqrt(alpha^2 + sigma^2)`` for a
+        flow one, so that formulas written for DDPM (the ``x0cos`` loss's Tweedie estimate) hold."""
+        if not self.flow:
+            return x_t
+        alpha, sigma = self.coefficients(t)
+        scale = (alpha**2 + sigma**2).sqrt().to(x_t.device)
+        return (x_t.float() / _column(scale.expand(x_t.shape[0]) if scale.numel() == 1 else scale, x_t)).to(x_t.dtype)
+
     def signal(self, t) -> float:
         """alpha_t at one timestep: the share of the clean clip a noisy one keeps."""
         return float(self.coefficients(t)[0].reshape(-1)[0])

@@ -124,7 +124,7 @@ def tune(backend, video: torch.Tensor, text: torch.Tensor, config: TuneConfig,
     Returns ``{"weights": {name: tensor}, "losses": [...], "parameters": n, "resumed_at": step}``;
     the trained weights are also left in ``backend.unet``.
     """
-    from diffusers import DDPMScheduler
+    from .schedule import Schedule
 
     unet = backend.unet
     targets = select_parameters(unet, config.target, backend.temporal_attention_marker)
@@ -132,10 +132,11 @@ def tune(backend, video: torch.Tensor, text: torch.Tensor, config: TuneConfig,
     trainable = list(targets.values())
     for p in trainable:
         p.requires_grad_(True)
-    scheduler = DDPMScheduler.from_config(backend.noise_scheduler_config())
-    abar_all = scheduler.alphas_cumprod.to(torch.float32)
+    # the training schedule's forward process (diffusion: diffusers' DDPM noising; flow: x_t =
+    # (1 - sigma) x0 + sigma eps at sigma = t / num_train_timesteps)
+    schedule = Schedule.of(backend)
     t_lo, t_hi = config.timestep_range
-    last = scheduler.config.num_train_timesteps - 1
+    last = schedule.num_train_timesteps - 1
     t_hi = last if t_hi < 0 else t_hi
     if t_hi > last:
         raise VmcError(f"--timesteps reaches {t_hi}, past the schedule's last timestep {last}",
@@ -169,10 +170,11 @@ def tune(backend, video: torch.Tensor, text: torch.Tensor, config: TuneConfig,
         for step in range(first, config.steps):
             t = torch.randint(t_lo, t_hi + 1, (config.batch_size,), generator=gen)
             noise = torch.randn(x0.shape, generator=gen, dtype=torch.float32).to(device)
-            abar = abar_all[t]
-            x_t = scheduler.add_noise(x0.float(), noise, t)
+            abar = schedule.abar(t)
+            x_t = schedule.add_noise(x0.float(), noise, t)
             eps = backend.predict_noise(x_t, t.to(device), emb)
-            loss = motion_distillation_loss(eps.float(), noise, config.loss, config.stride, abar.to(device), x_t)
+            loss = motion_distillation_loss(eps.float(), noise, config.loss, config.stride, abar.to(device),
+                                            schedule.variance_preserving(x_t, t))
             if not torch.isfinite(loss):
                 raise VmcError(f"the loss became {loss.item()} at step {step + 1}",
                                "lower --lr, or use --dtype float32")
