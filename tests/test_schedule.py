@@ -9,6 +9,7 @@ import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, FlowMatchEulerDiscreteScheduler
 
+from vmc_cli.backend import Backend
 from vmc_cli.inversion import invert, kept_signal
 from vmc_cli.sampling import matching_timestep, sample, start_noised
 from vmc_cli.schedule import Schedule, is_flow_scheduler, strength_start
@@ -227,3 +228,38 @@ def test_flow_noisy_input_in_variance_preserving_form():
     torch.testing.assert_close(vp, abar.sqrt() * x0 + (1 - abar).sqrt() * eps, atol=1e-6, rtol=0)
     x_t = torch.randn(2, 3, 4, 6, 5)
     assert Schedule(DIFFUSION).variance_preserving(x_t, t.long()) is x_t
+
+
+class PointMassFlowBackend(Backend):
+    """A flow-matching backend whose data is the single clip ``c``: it states its schedule (a
+    FlowMatch config) and returns the exact velocity; the core does the rest."""
+
+    def __init__(self, c):
+        self.c, self.device, self.dtype = c, torch.device("cpu"), torch.float32
+
+    def noise_scheduler_config(self):
+        return dict(FLOW)
+
+    def encode_text(self, prompts):
+        return torch.zeros(len(prompts), 1, 2)
+
+    def model_output(self, x, t, text):
+        return point_mass_velocity(self.c)(x, t)
+
+
+@pytest.mark.parametrize("strength", [1.0, 0.6])
+def test_pipeline_transfers_with_a_flow_backend(strength):
+    """vmc generate's key-frames (MotionPipeline.transfer: invert, then sample with guidance) on a
+    flow-matching backend: the samplers get the velocity, not epsilon, so a point mass comes back."""
+    from vmc_cli.pipeline import MotionPipeline
+
+    c, _ = _clip(6, (1, 3, 4, 6, 5))
+    backend = PointMassFlowBackend(c)
+    assert is_flow_scheduler(backend.sampling_scheduler()) and is_flow_scheduler(backend.inversion_scheduler())
+    out = MotionPipeline(backend).transfer(c, ["a", "b"], steps=12, guidance=4.0, strength=strength)
+    torch.testing.assert_close(out, c.expand(2, *c.shape[1:]), atol=1e-4, rtol=0)
+    # and the noise it predicts is the true one: x_t = (1 - s) c + s eps
+    eps = torch.randn_like(c)
+    x_t = 0.7 * c + 0.3 * eps
+    torch.testing.assert_close(backend.predict_noise(x_t, torch.tensor([300.0]), torch.zeros(1, 1, 2)), eps,
+                               atol=1e-5, rtol=0)
