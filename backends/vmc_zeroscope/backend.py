@@ -183,7 +183,7 @@ class ZeroScopeBackend(LatentVideoBackend):
         noise = torch.randn(z.shape, generator=torch.Generator("cpu").manual_seed(seed)).to(z.device, z.dtype)
         x, start = start_noised(xl.sampling_scheduler(), z, noise, steps, XL_STRENGTH)
         with torch.no_grad():
-            out = ddim_sample(guided(xl.predict_noise, text, uncond, self.defaults["guidance"]), xl.sampling_scheduler(),
+            out = ddim_sample(guided(xl.predict, text, uncond, self.defaults["guidance"]), xl.sampling_scheduler(),
                               x, steps, progress, label="xl upscale", start_timestep=start)
         return xl.model_to_frames(out)
 
