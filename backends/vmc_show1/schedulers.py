@@ -11,6 +11,7 @@ models can run in float16 while the sampler's arithmetic stays exact enough.
 from __future__ import annotations
 
 import functools
+import inspect
 
 import torch
 
@@ -27,6 +28,13 @@ class Float32StepMixin:
             if torch.is_tensor(value):
                 out[key] = value.to(dtype)
         return out
+
+
+def step_parameters(scheduler) -> set[str]:
+    """The names ``step`` of the scheduler's diffusers class takes (past the float32 wrapper,
+    whose own signature is ``*args, **kwargs``): e.g. whether it takes a ``generator``."""
+    step = super(Float32StepMixin, scheduler).step if isinstance(scheduler, Float32StepMixin) else scheduler.step
+    return set(inspect.signature(step).parameters)
 
 
 @functools.lru_cache(maxsize=None)

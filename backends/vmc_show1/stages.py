@@ -24,14 +24,14 @@ Stage settings (Show-1's; see ``backend.STAGE_SETTINGS``):
 
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from vmc_cli.progress import SILENT, Reporter
 from vmc_cli.quiet import no_progress_bars, quiet_libraries  # noqa: F401 (backend.py uses both from here)
+
+from .schedulers import step_parameters
 
 
 def fold(x: torch.Tensor) -> torch.Tensor:
@@ -83,7 +83,8 @@ def denoise_pixels(unet, scheduler, noise: torch.Tensor, cond: torch.Tensor, tex
     predict = guided(predict_batched, text, uncond if guidance > 1.0 else None, guidance,
                      uncond_first=True, channels=c)
     learned = scheduler.config.get("variance_type") in ("learned", "learned_range")
-    extra = {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
+    # the seeded generator reaches a stochastic scheduler (DDPM) through the float32 wrapper
+    extra = {"generator": generator} if "generator" in step_parameters(scheduler) else {}
     for t in progress.track(scheduler.timesteps, label):
         out = predict(x, t.expand(b))
         model_out = out if learned and out.shape[1] > c else out[:, :c]
