@@ -128,11 +128,15 @@ def test_no_registered_backend_imports_another():
 
 def test_shared_base_packages_say_so():
     """A package under backends/ that no entry point registers is a shared base, and its
-    docstring says so."""
+    docstring says so; or a backend in the making whose docstring says it is "not registered
+    yet" (its own tests make it directly), which imports no registered backend either."""
     registered = set(registered_packages().values())
     bases = [p for p in sorted((ROOT / "backends").iterdir()) if (p / "__init__.py").is_file()
              and p.name not in registered]
     assert {p.name for p in bases} >= {"vmc_latent", "vmc_pixel"}
     for base in bases:
         doc = ast.get_docstring(ast.parse((base / "__init__.py").read_text())) or ""
+        if "not registered yet" in doc.lower():
+            assert not {top for _, top in backend_imports(base, base.name)} & registered, base.name
+            continue
         assert "shared base" in doc.lower() and "not a plugin" in doc.lower(), base.name

@@ -1,0 +1,39 @@
+"""Wan 2.1 backend for vmc (issue #21): the ``wan`` plugin, not registered yet.
+
+Cheap to import; the models load in ``vmc_wan.backend``. It is registered in pyproject's
+``vmc`` entry points once tune, invert and generate work through the CLI on the miniature
+(:mod:`vmc_wan.tiny`); until then ``tests/test_wan_backend.py`` uses it directly.
+
+Memory notes for the real 1.3B model (counted, not yet measured on a GPU): the transformer is
+1.42e9 parameters (2.8 GB in bfloat16; its self-attention q and k, the LoRA targets, 0.14e9),
+UMT5-XXL's encoder about 5.7e9 (11 GB in bfloat16; released once the prompts are encoded, or kept
+in CPU memory with ``VMC_WAN_OFFLOAD=1``), the VAE 0.13e9. Tuning backpropagates through every
+block; the tensors one block of the 1.3B config saves for the backward pass come to 70-76 kB
+per token in bfloat16 (counted on a CPU with ``torch.autograd.graph.saved_tensors_hooks`` at
+two token counts, 76 kB the difference per token, which may hold up to 7 kB of the CPU kernel's
+attention scores that SDPA's flash kernels do not keep). A 33-frame
+832x480 clip is 14,040 tokens: 30 blocks keep about 32 GB, which one 80 GB GPU holds; with
+gradient checkpointing (``VMC_WAN_GRADIENT_CHECKPOINTING=1``) only each block's input (3 kB per
+token and block, 1.3 GB) and one block's recomputation (1.1 GB) are held, which fits 24 GB.
+81 frames (32,760 tokens) would keep about 75 GB without checkpointing.
+"""
+
+from vmc_cli import hookimpl
+
+
+def wan_backend():
+    from .backend import WanBackend
+
+    return WanBackend()
+
+
+@hookimpl
+def register_backends(register):
+    register(
+        "wan",
+        wan_backend,
+        description="Wan 2.1 text-to-video (diffusers WanTransformer3DModel, a flow-matching transformer over "
+        "AutoencoderKLWan latents): Wan-AI/Wan2.1-T2V-1.3B-Diffusers at a pinned hub commit (VMC_WAN_REVISION "
+        "overrides) or --model-path FOLDER, 33 frames (4k+1) at 832x480; self-attention q/k/v tuned; needs "
+        "the hub weights and a CUDA GPU",
+    )
