@@ -367,3 +367,123 @@ def test_half_strength_comes_back_closer(round_trip):
     against 0.21 at full strength)."""
     x0 = round_trip["x0"]
     assert _rel(round_trip["half"], x0) < _rel(round_trip[16], x0)
+
+
+# ------------------------------------------------------------------------------------------
+# (d) LoRA adapters on the self-attention (peft)
+# ------------------------------------------------------------------------------------------
+LORA_LAYER = re.compile(r"^blocks\.(\d+)\.attn1\.(to_q|to_k|to_v)\.lora_([AB])\.default\.weight$")
+
+
+def _lora_names(backend) -> set[str]:
+    """LoRA parameters found by name here, independently of the backend's pattern."""
+    return {n for n, _ in backend.unet.named_parameters() if "lora_" in n}
+
+
+@pytest.mark.parametrize("projections, blocks, want", [
+    (("to_q", "to_k"), None, {(b, p) for b in (0, 1) for p in ("to_q", "to_k")}),
+    (("to_q", "to_k", "to_v"), (1,), {(1, p) for p in ("to_q", "to_k", "to_v")}),
+])
+def test_lora_goes_where_asked_and_changes_nothing_yet(folder, clip, projections, blocks, want):
+    backend = make(folder)
+    x = backend.frames_to_model(clip)
+    text = backend.encode_prompts([PROMPT])
+    with torch.no_grad():
+        base = backend.model_output(x, torch.tensor([600.0]), text)
+    added = backend.add_lora(rank=3, projections=projections, blocks=blocks)
+    assert set(added) == _lora_names(backend)
+    found = {LORA_LAYER.match(n).groups() for n in added}
+    assert {(int(b), p) for b, p, _ in found} == want and {ab for *_, ab in found} == {"A", "B"}
+    for name in added:
+        param = backend.unet.get_parameter(name)
+        assert param.dtype == torch.float32 and not param.requires_grad
+        assert 3 in param.shape and (param.abs().max() == 0) == (".lora_B." in name)
+    with torch.no_grad():  # lora_B = 0: the same prediction, exactly
+        assert torch.equal(backend.model_output(x, torch.tensor([600.0]), text), base)
+    again = make(folder)  # the same lora_A on every load (a seeded generator)
+    again.add_lora(rank=3, projections=projections, blocks=blocks)
+    assert all(torch.equal(backend.unet.get_parameter(n), again.unet.get_parameter(n)) for n in added)
+
+
+@pytest.mark.parametrize("kwargs, message", [({"projections": ("to_out",)}, "no LoRA projection to_out"),
+                                             ({"blocks": (2,)}, "no block 2"), ({"rank": 0}, "rank 0")])
+def test_lora_refuses_what_is_not_there(backend, kwargs, message):
+    with pytest.raises(VmcError, match=message) as err:
+        backend.add_lora(**kwargs)
+    assert "blocks 0-1" in err.value.hint
+    assert not _lora_names(backend)
+
+
+@pytest.fixture(scope="module")
+def lora_tuned(folder, clip):
+    """Two tuning steps through the core's loop with LoRA (rank 4) on attn1's q and k."""
+    from vmc_cli.tuning import TuneConfig, tune
+    from vmc_wan.backend import LORA_TARGET
+
+    backend = make(folder)
+    added = backend.add_lora(rank=4)
+    before = {k: v.detach().clone() for k, v in backend.unet.state_dict().items()}
+    x0 = backend.frames_to_model(clip)
+    result = tune(backend, x0, backend.encode_prompts([PROMPT]),
+                  TuneConfig(steps=2, lr=1e-2, weight_decay=0.0, target=LORA_TARGET))
+    return backend, added, before, result
+
+
+def test_tuning_changes_only_the_lora_parameters(lora_tuned):
+    backend, added, before, result = lora_tuned
+    after = backend.unet.state_dict()
+    assert set(after) == set(before)
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    # every lora_A and lora_B moved (B from zero at step 1, A once B is no longer zero at step 2)
+    assert changed == set(added) == set(result["weights"]) == _lora_names(backend)
+    assert len(changed) == 2 * 2 * 2  # 2 blocks x (q, k) x (A, B)
+    assert not any(p.requires_grad for p in backend.unet.parameters())
+
+
+def test_tuned_lora_is_the_merged_weight_update(lora_tuned, folder, clip):
+    """The adapted model predicts as the base model whose q/k weights are W + B A (scale
+    alpha / rank = 1), merged here by hand into a fresh copy."""
+    backend, added, _, result = lora_tuned
+    w = result["weights"]
+    fresh = make(folder)
+    with torch.no_grad():
+        for b in (0, 1):
+            for proj in ("to_q", "to_k"):
+                key = f"blocks.{b}.attn1.{proj}"
+                delta = w[f"{key}.lora_B.default.weight"] @ w[f"{key}.lora_A.default.weight"]
+                assert delta.abs().max() > 0
+                fresh.unet.get_parameter(f"{key}.weight").add_(delta)
+    x = fresh.frames_to_model(clip)
+    text = fresh.encode_prompts([PROMPT])
+    t = torch.tensor([450.0])
+    with torch.no_grad():
+        merged, adapted = fresh.model_output(x, t, text), backend.model_output(x, t, text)
+        base = make(folder).model_output(x, t, text)
+    assert torch.allclose(adapted, merged, atol=1e-5)
+    assert (adapted - base).abs().max() > 1e3 * (adapted - merged).abs().max()
+
+
+def test_the_lora_loads_into_diffusers_wan_pipeline(lora_tuned, folder, tmp_path, clip):
+    """peft's state dict of the adapters, saved by WanPipeline.save_lora_weights, loads with
+    WanPipeline.load_lora_weights into a fresh pipeline that then predicts as the tuned backend.
+    The file's keys are ``transformer.blocks.N.attn1.to_q.lora_A.weight`` (and lora_B; no alphas:
+    rank = alpha, scale 1)."""
+    from diffusers import WanPipeline
+    from peft.utils import get_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    backend = lora_tuned[0]
+    WanPipeline.save_lora_weights(tmp_path / "lora", transformer_lora_layers=get_peft_model_state_dict(backend.unet))
+    keys = set(load_file(tmp_path / "lora" / "pytorch_lora_weights.safetensors"))
+    assert keys == {f"transformer.blocks.{b}.attn1.{p}.lora_{ab}.weight" for b in (0, 1) for p in ("to_q", "to_k")
+                    for ab in "AB"}
+    pipe = WanPipeline.from_pretrained(folder)
+    pipe.load_lora_weights(tmp_path / "lora")
+    x = backend.frames_to_model(clip)
+    text = backend.encode_prompts([PROMPT])
+    t = torch.tensor([450.0])
+    with torch.no_grad():
+        theirs = pipe.transformer(hidden_states=x, timestep=t, encoder_hidden_states=text, return_dict=False)[0]
+        ours = backend.model_output(x, t, text)
+        base = make(folder).model_output(x, t, text)
+    assert torch.allclose(theirs, ours, atol=1e-5) and (ours - base).abs().max() > 1e-3

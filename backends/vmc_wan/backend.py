@@ -35,8 +35,13 @@ Facts it states (the core does the rest, ``docs/method.md``):
   33 frames tune on one 80 GB GPU as they are and on a 24 GB one with gradient checkpointing
   (``VMC_WAN_GRADIENT_CHECKPOINTING=1``), where 81 would not fit without;
 - tunable modules: Wan has no temporal attention; its self-attention (``attn1``, every block)
-  attends over all frames' tokens together, so ``temporal_attention_marker`` is ``attn1`` and
-  ``--target qkv`` selects its q/k/v projections (LoRA adapters on them are the plan, issue #21).
+  attends over all frames' tokens together, so ``temporal_attention_marker`` is ``attn1`` (``--target
+  qkv`` selects its q/k/v weights whole). :meth:`WanBackend.add_lora` puts peft LoRA adapters on
+  attn1's q and k (v and the blocks selectable, rank a parameter; alpha = rank), and
+  :data:`LORA_TARGET`, a ``--target`` pattern, selects exactly their ``lora_A``/``lora_B``. What is
+  not wired yet: an option that adds them at load, ``--target`` words for projections and blocks,
+  and the motion scale as the LoRA scale (the core's ``W0 + S (W - W0)`` on A and B separately
+  gives ``S B (A0 + S (A - A0))``, not ``S B A``).
 
 Prompt encoding is the pipeline's: UMT5 states of the prompt padded to
 ``min(512, model_max_length)`` tokens, the states after the prompt's last token set to zero.
@@ -67,6 +72,13 @@ COMPONENTS = ("transformer", "vae", "text_encoder", "tokenizer", "scheduler")
 WEIGHTED = ("transformer", "vae", "text_encoder")
 #: Wan's text length (the pipeline's max_sequence_length)
 TEXT_LENGTH = 512
+
+
+#: the projections LoRA adapters go on by default (issue #21: the self-attention's q and k)
+LORA_PROJECTIONS = ("to_q", "to_k")
+#: the names of LoRA parameters on the self-attention, for the core's ``--target`` (a regular
+#: expression over parameter names): ``lora_A`` and ``lora_B`` of attn1's projections, nothing else
+LORA_TARGET = r"\.attn1\.to_(q|k|v)\.lora_[AB]\."
 
 
 def spec(repo_id: str) -> RepoSpec:
@@ -200,6 +212,47 @@ class WanBackend(LatentVideoBackend):
             self._vae.to(self.device)
             self._text_encoder.to(self.device)
         self._embeddings.clear()
+
+    # -- LoRA ---------------------------------------------------------------------------
+    def add_lora(self, rank: int = 16, projections: tuple[str, ...] = LORA_PROJECTIONS,
+                 blocks: tuple[int, ...] | None = None, seed: int = 0) -> list[str]:
+        """LoRA adapters (peft, through diffusers' ``add_adapter``) on the self-attention
+        projections ``projections`` (to_q, to_k, to_v) of ``blocks`` (None: all), rank ``rank``,
+        alpha = rank (scale 1: what ``WanPipeline.load_lora_weights`` assumes for a file without
+        alphas, so an exported adapter means the same there). ``lora_A`` is drawn from a generator
+        seeded with ``seed`` (the same for every load, so a profile's base values are known),
+        ``lora_B`` is zero: the model predicts exactly as before. The adapters are float32 (master
+        weights under autocast). Returns the names of the new parameters, which
+        :data:`LORA_TARGET` selects."""
+        import re
+
+        import torch
+        from peft import LoraConfig
+
+        count = len(self.unet.blocks)
+        hint = f"LoRA goes on to_q, to_k or to_v of blocks 0-{count - 1}, at a rank of at least 1"
+        unknown = sorted(set(projections) - {"to_q", "to_k", "to_v"})
+        if unknown or not projections:
+            raise VmcError(f"no LoRA projection {', '.join(unknown) or '(none given)'}", hint)
+        outside = sorted(b for b in (blocks or ()) if not 0 <= b < count)
+        if outside or blocks == ():
+            raise VmcError(f"the transformer has no block {', '.join(map(str, outside)) or '(none given)'}", hint)
+        if rank < 1:
+            raise VmcError(f"LoRA rank {rank}", hint)
+        which = "|".join(map(str, sorted(set(blocks)))) if blocks else r"\d+"
+        config = LoraConfig(r=rank, lora_alpha=rank, init_lora_weights=True,
+                            target_modules=rf"blocks\.({which})\.attn1\.({'|'.join(projections)})")
+        before = {n for n, _ in self.unet.named_parameters()}
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.unet.add_adapter(config)
+        added = [n for n, _ in self.unet.named_parameters() if n not in before and "lora_" in n]
+        for name in added:
+            param = self.unet.get_parameter(name)
+            param.data = param.data.to(torch.float32)
+            param.requires_grad_(False)
+        assert all(re.search(LORA_TARGET, n) for n in added)
+        return added
 
     # -- key-frame model --------------------------------------------------------------
     def prompt_key(self, prompt: str) -> str:
