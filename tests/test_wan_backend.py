@@ -487,3 +487,57 @@ def test_the_lora_loads_into_diffusers_wan_pipeline(lora_tuned, folder, tmp_path
         ours = backend.model_output(x, t, text)
         base = make(folder).model_output(x, t, text)
     assert torch.allclose(theirs, ours, atol=1e-5) and (ours - base).abs().max() > 1e-3
+
+
+# ------------------------------------------------------------------------------------------
+# through the CLI, with the plugin registered here (it is not in pyproject's entry points yet)
+# ------------------------------------------------------------------------------------------
+def test_the_registered_tuning_target_is_the_backends():
+    import vmc_wan
+    from vmc_wan.backend import LORA_TARGET
+
+    assert vmc_wan.TUNE_DEFAULTS["target"] == LORA_TARGET
+
+
+@pytest.fixture
+def wan_plugin(monkeypatch):
+    import vmc_wan
+    from vmc_cli import plugins
+
+    plugins.load_plugins()
+    plugins.pm.register(vmc_wan, name="wan")
+    monkeypatch.setenv("VMC_WAN_KEYFRAMES", KEYFRAMES)
+    try:
+        yield
+    finally:
+        plugins.pm.unregister(name="wan")
+
+
+@pytest.mark.slow
+def test_tune_invert_generate_through_the_cli(wan_plugin, run_cli, clip_path, folder, tmp_path, vmc_home):
+    from safetensors.torch import load_file
+
+    from vmc_cli.video import read_video
+
+    res = run_cli("tune", clip_path, "-p", "a disc is moving", "--backend", "wan", "--model-path", folder,
+                  "--steps", "2", "--name", "w", "--json")
+    assert res.code == 0, res.stderr
+    weights = load_file(vmc_home / "profiles" / "w" / "weights.safetensors")
+    assert weights and all(LORA_LAYER.match(n) for n in weights) and len(weights) == 8
+    assert {tuple(w.shape) for n, w in weights.items() if ".lora_A." in n} == {(16, 24)}  # the default rank
+    res = run_cli("invert", "w", "--steps", "3", "--json")
+    assert res.code == 0, res.stderr
+    out = tmp_path / "out.mp4"
+    res = run_cli("generate", "w", "--prompt", "a square is moving", "--steps", "3", "-o", out, "--json")
+    assert res.code == 0, res.stderr
+    video = res.json()["videos"][0]
+    assert video["init"] == "inverted" and video["guidance"] == 5.0 and video["frames"] == 9
+    frames = read_video(out)
+    assert frames.shape == (9, 32, 32, 3)
+    res = run_cli("generate", "w", "--prompt", "a square is moving", "--steps", "3", "-o", tmp_path / "o2.mp4",
+                  "--option", "lora_rank=4", "--json")
+    assert res.code == 1 and "shape" in res.json()["error"], res.stdout  # (the profile does not record its rank yet)
+    res = run_cli("tune", clip_path, "-p", "a disc is moving", "--backend", "wan", "--model-path", folder,
+                  "--steps", "1", "--frames", "8", "--name", "w8")
+    assert res.code == 1 and "takes 4k+1 frames" in res.stderr and "use --frames 5 or 9" in res.stderr, res.stderr
+    assert not (vmc_home / "profiles" / "w8").exists()

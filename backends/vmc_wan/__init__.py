@@ -1,8 +1,11 @@
 """Wan 2.1 backend for vmc (issue #21): the ``wan`` plugin, not registered yet.
 
-Cheap to import; the models load in ``vmc_wan.backend``. It is registered in pyproject's
-``vmc`` entry points once tune, invert and generate work through the CLI on the miniature
-(:mod:`vmc_wan.tiny`); until then ``tests/test_wan_backend.py`` uses it directly.
+Cheap to import; the models load in ``vmc_wan.backend``. Tune, invert and generate run
+through the CLI on the miniature (:mod:`vmc_wan.tiny`) with the plugin registered in-process
+(``tests/test_wan_backend.py``); it joins pyproject's ``vmc`` entry points once the profile
+records its LoRA layout, the motion scale is the LoRA scale, and the contract suite takes a
+model whose latents fold frames and whose attention is not temporal (``vmc_wan.contract``
+holds its tiny factory; five contract checks fail on it today, for those reasons).
 
 Memory notes for the real 1.3B model (counted, not yet measured on a GPU): the transformer is
 1.42e9 parameters (2.8 GB in bfloat16; its self-attention q and k, the LoRA targets, 0.14e9),
@@ -19,6 +22,17 @@ token and block, 1.3 GB) and one block's recomputation (1.1 GB) are held, which 
 """
 
 from vmc_cli import hookimpl
+from vmc_cli.backend_options import BackendOption
+
+#: its options (``--option lora_rank=8``), passed to ``configure()`` and ``load()``
+OPTIONS = (
+    BackendOption("lora_rank", int, default=16,
+                  help="rank of the LoRA adapters tuned on the self-attention's q and k (generate and invert "
+                       "need the rank the profile was tuned with)"),
+)
+#: tuning trains the LoRA adapters (vmc_wan.backend.LORA_TARGET, spelled out here to keep the
+#: import cheap; tests check the two agree)
+TUNE_DEFAULTS = {"target": r"\.attn1\.to_(q|k|v)\.lora_[AB]\."}
 
 
 def wan_backend():
@@ -34,6 +48,8 @@ def register_backends(register):
         wan_backend,
         description="Wan 2.1 text-to-video (diffusers WanTransformer3DModel, a flow-matching transformer over "
         "AutoencoderKLWan latents): Wan-AI/Wan2.1-T2V-1.3B-Diffusers at a pinned hub commit (VMC_WAN_REVISION "
-        "overrides) or --model-path FOLDER, 33 frames (4k+1) at 832x480; self-attention q/k/v tuned; needs "
+        "overrides) or --model-path FOLDER, 33 frames (4k+1) at 832x480; LoRA on the self-attention's q/k tuned; needs "
         "the hub weights and a CUDA GPU",
+        tune_defaults=TUNE_DEFAULTS,
+        options=OPTIONS,
     )

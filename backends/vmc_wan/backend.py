@@ -35,13 +35,15 @@ Facts it states (the core does the rest, ``docs/method.md``):
   33 frames tune on one 80 GB GPU as they are and on a 24 GB one with gradient checkpointing
   (``VMC_WAN_GRADIENT_CHECKPOINTING=1``), where 81 would not fit without;
 - tunable modules: Wan has no temporal attention; its self-attention (``attn1``, every block)
-  attends over all frames' tokens together, so ``temporal_attention_marker`` is ``attn1`` (``--target
-  qkv`` selects its q/k/v weights whole). :meth:`WanBackend.add_lora` puts peft LoRA adapters on
-  attn1's q and k (v and the blocks selectable, rank a parameter; alpha = rank), and
-  :data:`LORA_TARGET`, a ``--target`` pattern, selects exactly their ``lora_A``/``lora_B``. What is
-  not wired yet: an option that adds them at load, ``--target`` words for projections and blocks,
-  and the motion scale as the LoRA scale (the core's ``W0 + S (W - W0)`` on A and B separately
-  gives ``S B (A0 + S (A - A0))``, not ``S B A``).
+  attends over all frames' tokens together, so ``temporal_attention_marker`` is ``attn1``. The
+  core's ``--target qkv`` matches nothing here (it wants q/k/v nested inside a marked module, as
+  Show-1's ``temp_attentions.N...attn1.to_q``), so the backend registers its own default target,
+  :data:`LORA_TARGET`: the ``lora_A``/``lora_B`` of the peft LoRA adapters that :meth:`WanBackend.add_lora`
+  puts on attn1's q and k (v and the blocks selectable, rank the ``lora_rank`` option, default 16
+  through the CLI; alpha = rank). Not wired yet: ``--target`` words for projections and blocks,
+  the LoRA layout in the profile (a profile tuned at another rank is refused by shape, "tune
+  again"), and the motion scale as the LoRA scale (the core's ``W0 + S (W - W0)`` on A and B
+  separately gives ``S B (A0 + S (A - A0))``, not ``S B A``).
 
 Prompt encoding is the pipeline's: UMT5 states of the prompt padded to
 ``min(512, model_max_length)`` tokens, the states after the prompt's last token set to zero.
@@ -141,7 +143,7 @@ class WanBackend(LatentVideoBackend):
                             path_env=None, revisions_env="VMC_WAN_REVISION")["keyframes"]
         return found.folder, found.info()
 
-    def configure(self, *, model_path=None, progress=None) -> None:
+    def configure(self, *, model_path=None, progress=None, lora_rank=None) -> None:
         """Find the files; the VAE's and transformer's configs give the frame and size rules,
         ``VMC_WAN_KEYFRAMES=FRAMESxWIDTHxHEIGHT`` the key-frames (default 33x832x480)."""
         if getattr(self, "_folder", None) is not None and self._model_path == model_path:
@@ -159,7 +161,10 @@ class WanBackend(LatentVideoBackend):
         self.set_keyframe_size(self.width, self.height)
         self._scheduler_config = flow_config(json.loads((folder / "scheduler" / "scheduler_config.json").read_text()))
 
-    def load(self, *, device="cpu", dtype=None, model_path=None, stages=("keyframes",), progress=None, check=None):
+    def load(self, *, device="cpu", dtype=None, model_path=None, stages=("keyframes",), progress=None, check=None,
+             lora_rank=None):
+        """Load the parts; with ``lora_rank`` (the ``lora_rank`` option, 16 through the CLI) add
+        LoRA adapters of that rank on attn1's q and k (:meth:`add_lora`), which tuning trains."""
         import torch
         from diffusers import AutoencoderKLWan, WanTransformer3DModel
         from transformers import AutoTokenizer, UMT5EncoderModel
@@ -186,6 +191,8 @@ class WanBackend(LatentVideoBackend):
             text_encoder = UMT5EncoderModel.from_pretrained(folder / "text_encoder", dtype=self.dtype)
             tokenizer = AutoTokenizer.from_pretrained(folder / "tokenizer")
         self.use_parts(transformer, vae, text_encoder, tokenizer, self._scheduler_config, self.dtype)
+        if lora_rank:
+            self.add_lora(rank=int(lora_rank))
 
     def use_parts(self, transformer, vae, text_encoder, tokenizer, scheduler_config: dict, dtype) -> None:
         """Take loaded models as the backend's: frozen, the tuned q/k/v in float32 when the
