@@ -541,3 +541,31 @@ def test_tune_invert_generate_through_the_cli(wan_plugin, run_cli, clip_path, fo
                   "--steps", "1", "--frames", "8", "--name", "w8")
     assert res.code == 1 and "takes 4k+1 frames" in res.stderr and "use --frames 5 or 9" in res.stderr, res.stderr
     assert not (vmc_home / "profiles" / "w8").exists()
+
+
+def test_bfloat16_tunes_float32_adapters_on_bfloat16_weights(folder, clip):
+    """In bfloat16 (Wan's own precision; CPU autocast here) the base weights stay bfloat16, the
+    adapters are float32 master weights, the loss is finite and only the adapters move."""
+    from vmc_cli.tuning import TuneConfig, tune
+    from vmc_wan.backend import LORA_TARGET
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("VMC_WAN_KEYFRAMES", KEYFRAMES)
+    try:
+        from vmc_wan.backend import WanBackend
+
+        backend = WanBackend()
+        backend.load(device="cpu", dtype="bfloat16", model_path=str(folder), lora_rank=4)
+    finally:
+        mp.undo()
+    params = dict(backend.unet.named_parameters())
+    assert {p.dtype for n, p in params.items() if "lora_" in n} == {torch.float32}
+    assert params["blocks.0.attn1.to_q.base_layer.weight"].dtype == torch.bfloat16
+    before = {k: v.clone() for k, v in backend.unet.state_dict().items()}
+    x0 = backend.frames_to_model(clip)
+    assert x0.dtype == torch.bfloat16
+    result = tune(backend, x0, backend.encode_prompts([PROMPT]),
+                  TuneConfig(steps=2, lr=1e-2, weight_decay=0.0, target=LORA_TARGET))
+    assert all(np.isfinite(result["losses"]))
+    after = backend.unet.state_dict()
+    assert {k for k in before if not torch.equal(before[k], after[k])} == {n for n in params if "lora_" in n}

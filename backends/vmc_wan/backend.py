@@ -195,18 +195,16 @@ class WanBackend(LatentVideoBackend):
             self.add_lora(rank=int(lora_rank))
 
     def use_parts(self, transformer, vae, text_encoder, tokenizer, scheduler_config: dict, dtype) -> None:
-        """Take loaded models as the backend's: frozen, the tuned q/k/v in float32 when the
-        transformer is in half precision, on the device (text encoder and VAE offloaded with
-        ``VMC_WAN_OFFLOAD=1``), diffusers' own gradient checkpointing with
-        ``VMC_WAN_GRADIENT_CHECKPOINTING=1``."""
-        from vmc_cli.tuning import keep_master_weights
-
+        """Take loaded models as the backend's: frozen, on the device (text encoder and VAE
+        offloaded with ``VMC_WAN_OFFLOAD=1``), diffusers' own gradient checkpointing with
+        ``VMC_WAN_GRADIENT_CHECKPOINTING=1``. The base weights stay in ``dtype`` (what is tuned
+        is the LoRA adapters, float32 of their own: :meth:`add_lora`), unlike the latent UNets,
+        whose tuned q/k/v are moved to float32 (that would be 0.85 GB here for nothing)."""
         self._unet = transformer.eval().requires_grad_(False)
         self._vae = vae.eval().requires_grad_(False)
         self._text_encoder = text_encoder.eval().requires_grad_(False)
         self._tokenizer = tokenizer
         self._scheduler_config = flow_config(scheduler_config)
-        keep_master_weights(self._unet, dtype, self.temporal_attention_marker)
         if self.gradient_checkpointing:
             self._unet.enable_gradient_checkpointing()
         self._unet.to(self.device)
