@@ -569,3 +569,24 @@ def test_bfloat16_tunes_float32_adapters_on_bfloat16_weights(folder, clip):
     assert all(np.isfinite(result["losses"]))
     after = backend.unet.state_dict()
     assert {k for k in before if not torch.equal(before[k], after[k])} == {n for n in params if "lora_" in n}
+
+
+def test_gradient_checkpointing_and_offload_tune_the_same(folder, clip, monkeypatch):
+    """``VMC_WAN_GRADIENT_CHECKPOINTING=1`` (diffusers' own, recomputing each block in the
+    backward pass) and ``VMC_WAN_OFFLOAD=1`` (text encoder and VAE through accelerate's
+    cpu_offload) change memory, not results: the same adapters after two steps."""
+    from vmc_cli.tuning import TuneConfig, tune
+    from vmc_wan.backend import LORA_TARGET
+
+    weights = {}
+    for switch in ("", "VMC_WAN_GRADIENT_CHECKPOINTING", "VMC_WAN_OFFLOAD"):
+        for name in ("VMC_WAN_GRADIENT_CHECKPOINTING", "VMC_WAN_OFFLOAD"):
+            monkeypatch.setenv(name, "1" if name == switch else "0")
+        backend = make(folder, monkeypatch, lora_rank=4)
+        assert backend.unet.gradient_checkpointing == (switch == "VMC_WAN_GRADIENT_CHECKPOINTING")
+        x0 = backend.frames_to_model(clip)
+        weights[switch] = tune(backend, x0, backend.encode_prompts([PROMPT]),
+                               TuneConfig(steps=2, lr=1e-2, weight_decay=0.0, target=LORA_TARGET))["weights"]
+    for switch in ("VMC_WAN_GRADIENT_CHECKPOINTING", "VMC_WAN_OFFLOAD"):
+        assert weights[switch].keys() == weights[""].keys()
+        assert all(torch.allclose(weights[switch][k], weights[""][k], atol=1e-6) for k in weights[""]), switch

@@ -16,8 +16,9 @@ per token in bfloat16 (counted on a CPU with ``torch.autograd.graph.saved_tensor
 two token counts, 76 kB the difference per token, which may hold up to 7 kB of the CPU kernel's
 attention scores that SDPA's flash kernels do not keep). A 33-frame
 832x480 clip is 14,040 tokens: 30 blocks keep about 32 GB, which one 80 GB GPU holds; with
-gradient checkpointing (``VMC_WAN_GRADIENT_CHECKPOINTING=1``) only each block's input (3 kB per
-token and block, 1.3 GB) and one block's recomputation (1.1 GB) are held, which fits 24 GB.
+gradient checkpointing (``VMC_WAN_GRADIENT_CHECKPOINTING=1``) only each block's input is kept (3,072 bytes per
+token and block, counted the same way: 1.3 GB) plus one block's recomputation (1.1 GB), which
+fits 24 GB.
 81 frames (32,760 tokens) would keep about 75 GB without checkpointing.
 """
 
