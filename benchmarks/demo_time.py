@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-STEP = re.compile(r"^\+ (\d+\.\d+) (.*)$")
+STEP = re.compile(r"^\++ (\d+\.\d+) (.*)$")  # one + per level: the sourced demo is ++
 
 
 def label(command: str) -> str | None:
