@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 out=${VMC_DEMO_OUT:-out}
 mkdir -p "$out"
 echo "vmc demo: learn the figure-eight motion of a yellow triangle from one clip, generate it as a red square," \
-     "and measure how closely the new video follows the source's path (a few minutes on a CPU)."
+     "and measure how closely the new video follows the source's path (under a minute on two CPU cores)."
 python examples/shapes_clip.py "$out/source.mp4" --path figure_eight --shape triangle --colour yellow >/dev/null
 # The shapes backend's own tuning defaults (see `vmc tune --help`); VMC_DEMO_STEPS and
 # VMC_DEMO_SAMPLE_STEPS shorten the run (the tests use them).
