@@ -32,7 +32,7 @@ def main() -> None:
     from shapes_transfer import parse_setting, path_error, sample_from
 
     from vmc_cli.pipeline import MotionPipeline
-    from vmc_cli.tuning import TuneConfig, apply_weights, blend_weights, tune
+    from vmc_cli.tuning import TuneConfig, tune
     from vmc_shapes.backend import ShapesBackend
     from vmc_shapes.world import caption, centroid_path, classify_appearance, render
 
@@ -70,7 +70,7 @@ def main() -> None:
         inv = {"base": invert(x0)}
         for scale in args.scales:
             backend.unet.load_state_dict(base)
-            apply_weights(backend.unet, blend_weights(backend.unet, tuned, scale))
+            MotionPipeline(backend).apply_profile(tuned, scale)
             inv[scale] = invert(x0)
         for scale in args.scales:
             for inv_by, sample_by in [("base", "base"), ("tuned", "tuned"), ("base", "tuned"), ("tuned", "base")]:
@@ -78,7 +78,7 @@ def main() -> None:
                     continue
                 backend.unet.load_state_dict(base)
                 if sample_by == "tuned":
-                    apply_weights(backend.unet, blend_weights(backend.unet, tuned, scale))
+                    MotionPipeline(backend).apply_profile(tuned, scale)
                 x_t = inv["base"] if inv_by == "base" else inv[scale]
                 out = sample_from(backend, x0, prompt, steps=args.steps, guidance=args.guidance,
                                   strength=args.strength, inverted=x_t)[0]

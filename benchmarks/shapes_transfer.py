@@ -128,7 +128,8 @@ def measure(source_clip, source_path, clip, wanted, source_look, fidelity: bool 
 
 
 def run(args) -> dict:
-    from vmc_cli.tuning import TuneConfig, apply_weights, blend_weights, tune
+    from vmc_cli.pipeline import MotionPipeline
+    from vmc_cli.tuning import TuneConfig, tune
     from vmc_shapes.backend import ShapesBackend
     from vmc_shapes.world import caption, centroid_path, held_out_paths, render
 
@@ -159,7 +160,7 @@ def run(args) -> dict:
                 for scale in args.motion_scales if kwargs else [1.0]:
                     # as vmc generate --motion-scale does it: W0 + scale (W - W0), from the base model
                     backend.unet.load_state_dict(base)
-                    apply_weights(backend.unet, blend_weights(backend.unet, tuned, scale))
+                    MotionPipeline(backend).apply_profile(tuned, scale)
                     if cond_name == "fresh_noise":
                         noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(1000 + seed))
                         runs += [(None, g, scale, sample_from(backend, x0, prompts, steps=args.sample_steps,

@@ -11,8 +11,8 @@ from .backend import check_device
 from .checks import check_dtype, or_default
 from .errors import VmcError
 from .profiles import WEIGHTS, ProfileStore, check_backend
+from .pipeline import MotionPipeline
 from .progress import SILENT, Reporter
-from .tuning import apply_weights, blend_weights
 
 
 def default_backend() -> str:
@@ -156,6 +156,6 @@ def load_profile(name: str, *, store: ProfileStore, runtime: Runtime, backend_na
             runtime.progress.log(f"note: profile {name!r} was tuned with {role} {then.get('id')}@"
                                  f"{str(then.get('revision'))[:12]}; this run uses {now_info.get('id')}@"
                                  f"{str(now_info.get('revision'))[:12]}")
-    apply_weights(backend.unet, blend_weights(backend.unet, store.load(name, WEIGHTS, manifest),
-                                              motion_scale_for(backend, motion_scale)))
+    weights = store.load(name, WEIGHTS, manifest)
+    MotionPipeline(backend).apply_profile(weights, motion_scale_for(backend, motion_scale))
     return backend, manifest

@@ -155,6 +155,11 @@ class LatentVideoBackend(Backend):
             # Whole blocks, for both UNets: diffusers' UNet3DConditionModel offers none, and
             # UNetMotionModel's covers only the resnets (it kept 65% of the activations).
             checkpoint_blocks(self._unet)
+        self.place_models()
+
+    def place_models(self) -> None:
+        """The key-frame model on the device; the VAE and text encoder there too, or offloaded
+        to CPU memory (``offload``); prompt embeddings of earlier models forgotten."""
         self._unet.to(self.device)
         if self.offload:
             # (on a CPU this saves nothing, the weights being in CPU memory already, but it is

@@ -207,16 +207,7 @@ class WanBackend(LatentVideoBackend):
         self._scheduler_config = flow_config(scheduler_config)
         if self.gradient_checkpointing:
             self._unet.enable_gradient_checkpointing()
-        self._unet.to(self.device)
-        if self.offload:
-            from accelerate import cpu_offload
-
-            for module in (self._vae, self._text_encoder):
-                cpu_offload(module, execution_device=self.device)
-        else:
-            self._vae.to(self.device)
-            self._text_encoder.to(self.device)
-        self._embeddings.clear()
+        self.place_models()
 
     # -- LoRA ---------------------------------------------------------------------------
     def add_lora(self, rank: int = 16, projections: tuple[str, ...] = LORA_PROJECTIONS,
@@ -269,8 +260,6 @@ class WanBackend(LatentVideoBackend):
 
     def encode_text(self, prompts: list[str]):
         """UMT5 states, (prompts, text_length, dim), zero after each prompt's tokens (as WanPipeline)."""
-        import torch
-
         if self._text_encoder is None:
             raise RuntimeError("the text encoder was released; encode every prompt first")
         tokens = self._tokenizer(prompts, padding="max_length", max_length=self.text_length, truncation=True,
