@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -494,9 +495,51 @@ def test_the_lora_loads_into_diffusers_wan_pipeline(lora_tuned, folder, tmp_path
 # ------------------------------------------------------------------------------------------
 def test_the_registered_tuning_target_is_the_backends():
     import vmc_wan
-    from vmc_wan.backend import LORA_TARGET
+    from vmc_wan.backend import parse_target
 
-    assert vmc_wan.TUNE_DEFAULTS["target"] == LORA_TARGET
+    assert vmc_wan.TUNE_DEFAULTS["target"] == "qk"
+    assert parse_target("qk") == (("to_q", "to_k"), None)
+
+
+@pytest.mark.parametrize("target, want", [
+    ("qkv", (("to_q", "to_k", "to_v"), None)), ("v", (("to_v",), None)),
+    ("qk:1", (("to_q", "to_k"), (1,))), ("kv:0-1", (("to_k", "to_v"), (0, 1))),
+    ("q:3,0-1,3", (("to_q",), (0, 1, 3))),
+])
+def test_target_words(target, want):
+    from vmc_wan.backend import parse_target
+
+    assert parse_target(target) == want
+
+
+@pytest.mark.parametrize("target, message", [
+    ("temporal", "not a wan target"), (r"\.attn1\.to_q", "not a wan target"), ("qk:", "not a list of blocks"),
+    ("qk:2-1", "not a list of blocks"), ("qk:x", "not a list of blocks"), ("qk:2", "blocks 0-1"),
+])
+def test_other_targets_are_one_line(backend, target, message):
+    with pytest.raises(VmcError, match=message) as err:
+        backend.check_target(target)
+    assert "qk (the default)" in err.value.hint
+
+
+def test_the_motion_scale_is_the_lora_scale(lora_tuned, folder):
+    """At motion scale S the applied adapters change each weight by S B A (the LoRA scale), not
+    by S B (A0 + S (A - A0)) as blending A and B each would; 0 is the base model exactly."""
+    from vmc_cli.pipeline import MotionPipeline
+
+    w = lora_tuned[3]["weights"]
+    for scale in (0.5, 2.0, 0.0):
+        fresh = make(folder)
+        fresh.add_lora(rank=4)
+        MotionPipeline(fresh).apply_profile(w, scale)
+        for b in (0, 1):
+            for proj in ("to_q", "to_k"):
+                key = f"blocks.{b}.attn1.{proj}"
+                got = fresh.unet.get_parameter(f"{key}.lora_B.default.weight") @ fresh.unet.get_parameter(
+                    f"{key}.lora_A.default.weight")
+                want = scale * (w[f"{key}.lora_B.default.weight"] @ w[f"{key}.lora_A.default.weight"])
+                assert torch.allclose(got, want, atol=1e-7), (scale, key)
+                assert want.abs().max() > 0 or scale == 0
 
 
 @pytest.fixture
@@ -534,9 +577,34 @@ def test_tune_invert_generate_through_the_cli(wan_plugin, run_cli, clip_path, fo
     assert video["init"] == "inverted" and video["guidance"] == 5.0 and video["frames"] == 9
     frames = read_video(out)
     assert frames.shape == (9, 32, 32, 3)
+    manifest = tomllib.loads((vmc_home / "profiles" / "w" / "manifest.toml").read_text())
+    assert manifest["adapter"] == {"kind": "lora", "rank": 16, "alpha": 16, "projections": ["to_k", "to_q"],
+                                   "blocks": [0, 1], "init_seed": 0}
+    # a profile keeps its adapters: the rank is a tuning option only
     res = run_cli("generate", "w", "--prompt", "a square is moving", "--steps", "3", "-o", tmp_path / "o2.mp4",
-                  "--option", "lora_rank=4", "--json")
-    assert res.code == 1 and "shape" in res.json()["error"], res.stdout  # (the profile does not record its rank yet)
+                  "--option", "lora_rank=4")
+    assert res.code == 1 and "takes option 'lora_rank' in vmc tune, not in vmc generate" in res.stderr, res.stderr
+    assert not (tmp_path / "o2.mp4").exists()
+    # another rank, projections and blocks, given as options: the profile records them and generates
+    res = run_cli("tune", clip_path, "-p", "a disc is moving", "--backend", "wan", "--model-path", folder,
+                  "--steps", "1", "--name", "w4", "--option", "lora_rank=4", "--target", "qkv:1", "--json")
+    assert res.code == 0, res.stderr
+    weights = load_file(vmc_home / "profiles" / "w4" / "weights.safetensors")
+    assert {LORA_LAYER.match(n).groups()[:2] for n in weights} == {("1", p) for p in ("to_q", "to_k", "to_v")}
+    assert {tuple(w.shape) for n, w in weights.items() if ".lora_A." in n} == {(4, 24)}
+    res = run_cli("generate", "w4", "--prompt", "a square is moving", "--steps", "2", "-o", tmp_path / "o4.mp4",
+                  "--motion-scale", "0.5", "--json")
+    assert res.code == 0, res.stderr
+    # bad input: one line, nothing written
+    for extra, message in ((["--option", "lora_rank=0"], "LoRA rank 0"), (["--option", "lora_rank=-2"], "LoRA rank -2"),
+                           (["--target", "temporal"], "not a wan target"), (["--target", "qk:7"], "blocks 0-1")):
+        res = run_cli("tune", clip_path, "-p", "a disc is moving", "--backend", "wan", "--model-path", folder,
+                      "--steps", "1", "--name", "bad", *extra)
+        assert res.code == 1 and message in res.stderr and len(res.stderr.strip().splitlines()) <= 2, res.stderr
+        assert not (vmc_home / "profiles" / "bad").exists()
+    res = run_cli("generate", "w", "--backend", "shapes", "--prompt", "a square is moving", "-o", tmp_path / "o5.mp4")
+    assert res.code == 1 and "was made with backend 'wan'" in res.stderr, res.stderr
+    assert not (tmp_path / "o5.mp4").exists()
     res = run_cli("tune", clip_path, "-p", "a disc is moving", "--backend", "wan", "--model-path", folder,
                   "--steps", "1", "--frames", "8", "--name", "w8")
     assert res.code == 1 and "takes 4k+1 frames" in res.stderr and "use --frames 5 or 9" in res.stderr, res.stderr
@@ -547,7 +615,6 @@ def test_bfloat16_tunes_float32_adapters_on_bfloat16_weights(folder, clip):
     """In bfloat16 (Wan's own precision; CPU autocast here) the base weights stay bfloat16, the
     adapters are float32 master weights, the loss is finite and only the adapters move."""
     from vmc_cli.tuning import TuneConfig, tune
-    from vmc_wan.backend import LORA_TARGET
 
     mp = pytest.MonkeyPatch()
     mp.setenv("VMC_WAN_KEYFRAMES", KEYFRAMES)
@@ -558,14 +625,16 @@ def test_bfloat16_tunes_float32_adapters_on_bfloat16_weights(folder, clip):
         backend.load(device="cpu", dtype="bfloat16", model_path=str(folder), lora_rank=4)
     finally:
         mp.undo()
+    backend.tunable_parameters("qk")  # the adapters tuning adds, at the loaded rank
     params = dict(backend.unet.named_parameters())
     assert {p.dtype for n, p in params.items() if "lora_" in n} == {torch.float32}
+    assert {tuple(p.shape) for n, p in params.items() if ".lora_A." in n} == {(4, 24)}
     assert params["blocks.0.attn1.to_q.base_layer.weight"].dtype == torch.bfloat16
     before = {k: v.clone() for k, v in backend.unet.state_dict().items()}
     x0 = backend.frames_to_model(clip)
     assert x0.dtype == torch.bfloat16
     result = tune(backend, x0, backend.encode_prompts([PROMPT]),
-                  TuneConfig(steps=2, lr=1e-2, weight_decay=0.0, target=LORA_TARGET))
+                  TuneConfig(steps=2, lr=1e-2, weight_decay=0.0, target="qk"))
     assert all(np.isfinite(result["losses"]))
     after = backend.unet.state_dict()
     assert {k for k in before if not torch.equal(before[k], after[k])} == {n for n in params if "lora_" in n}
@@ -576,7 +645,6 @@ def test_gradient_checkpointing_and_offload_tune_the_same(folder, clip, monkeypa
     backward pass) and ``VMC_WAN_OFFLOAD=1`` (text encoder and VAE through accelerate's
     cpu_offload) change memory, not results: the same adapters after two steps."""
     from vmc_cli.tuning import TuneConfig, tune
-    from vmc_wan.backend import LORA_TARGET
 
     weights = {}
     for switch in ("", "VMC_WAN_GRADIENT_CHECKPOINTING", "VMC_WAN_OFFLOAD"):
@@ -586,7 +654,7 @@ def test_gradient_checkpointing_and_offload_tune_the_same(folder, clip, monkeypa
         assert backend.unet.gradient_checkpointing == (switch == "VMC_WAN_GRADIENT_CHECKPOINTING")
         x0 = backend.frames_to_model(clip)
         weights[switch] = tune(backend, x0, backend.encode_prompts([PROMPT]),
-                               TuneConfig(steps=2, lr=1e-2, weight_decay=0.0, target=LORA_TARGET))["weights"]
+                               TuneConfig(steps=2, lr=1e-2, weight_decay=0.0, target="qk"))["weights"]
     for switch in ("VMC_WAN_GRADIENT_CHECKPOINTING", "VMC_WAN_OFFLOAD"):
         assert weights[switch].keys() == weights[""].keys()
         assert all(torch.allclose(weights[switch][k], weights[""][k], atol=1e-6) for k in weights[""]), switch

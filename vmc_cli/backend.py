@@ -136,6 +136,36 @@ class Backend:
         """The key-frame denoiser whose temporal attention is tuned."""
         raise NotImplementedError
 
+    # -- what tuning trains ------------------------------------------------
+    def check_target(self, target: str) -> None:
+        """Before any model loads: refuse (one line) a ``--target`` this backend cannot tune.
+        Default: nothing beyond the core's own check (its words, or a regular expression)."""
+
+    def tunable_parameters(self, target: str) -> "dict[str, torch.nn.Parameter]":
+        """The parameters ``--target`` trains, by name. Default: the core's words (``qkv``,
+        ``temporal``, ``attention``) or a regular expression over the key-frame model's parameter
+        names (:func:`vmc_cli.tuning.select_parameters`, temporal blocks found by
+        ``temporal_attention_marker``). A backend that tunes adapters adds them here."""
+        from .tuning import select_parameters
+
+        return select_parameters(self.unet, target, self.temporal_attention_marker)
+
+    def adapter_layout(self) -> "dict[str, Any] | None":
+        """The adapters tuning added to the model (e.g. ``{"kind": "lora", "rank": 16, ...}``), which
+        the profile records (``[adapter]`` in its manifest) so that generating from it rebuilds
+        them (:meth:`use_adapter_layout`). None (the default): tuning changes the model's own weights."""
+        return None
+
+    def use_adapter_layout(self, layout: "dict[str, Any] | None", profile: str) -> None:
+        """Before a profile's weights are applied: rebuild the adapters ``layout`` records. Default:
+        a profile with adapters is refused in one line (this backend has none)."""
+        if layout:
+            from .errors import VmcError
+
+            raise VmcError(f"profile {profile!r} holds {layout.get('kind', 'adapter')} adapters, which backend "
+                           f"{self.name!r} does not take",
+                           "generate with the backend it was tuned with (`vmc show PROFILE` names it)")
+
     def encode_prompts(self, prompts: list[str]) -> "torch.Tensor":
         """Text embeddings for the key-frame model, one row per prompt, in the model dtype:
         each distinct prompt (after :meth:`prompt_key`) is encoded once (:meth:`encode_text`)

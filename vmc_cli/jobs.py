@@ -57,6 +57,7 @@ def tune_clip(clip: str | Path, prompt: str, *, store: ProfileStore, runtime: Ru
     given = sorted(k for k in BACKEND_TUNABLE if (options or {}).get(k) is not None)
     config = config or resolve_config(backend.tune_defaults, **(options or {}))
     runtime.configure(backend)  # sizes from the model's configurations
+    backend.check_target(config.target)
     if width is not None or height is not None:
         backend.set_keyframe_size(width, height)
     source = read_clip(clip, size=(backend.width, backend.height), crop=crop)

@@ -39,6 +39,7 @@ class TuneJob:
 def tune_manifest(job: TuneJob, model_path: str | None, result: dict, sha: str, seconds: float) -> dict:
     """The profile's manifest: the model, the source clip and frames, the prompts, the tuning."""
     backend, source, idx = job.backend, job.source, job.picked.indexes
+    adapter = backend.adapter_layout()
     return {
         "schema": SCHEMA,
         "vmc_version": __version__,
@@ -69,4 +70,6 @@ def tune_manifest(job: TuneJob, model_path: str | None, result: dict, sha: str, 
                    "dtype": str(backend.dtype).replace("torch.", ""), "seconds": round(seconds, 3),
                    "resumed_at_step": result["resumed_at"] or None},
         "loss": loss_summary(result["losses"]),
+        # the adapters tuning added (a LoRA's rank, projections, blocks): generate rebuilds them
+        **({"adapter": adapter} if adapter else {}),
     }

@@ -154,7 +154,7 @@ def manifest_problem(manifest: dict) -> str | None:
     for filename, entry in files.items():
         if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
             return f"has no checksum for {filename}"
-    for section in ("prompt", "tuning", "source", "loss", "inversion"):
+    for section in ("prompt", "tuning", "source", "loss", "inversion", "adapter"):
         if section in manifest and not isinstance(manifest[section], dict):
             return f"has a broken [{section}] section"
     return None

@@ -156,6 +156,7 @@ def load_profile(name: str, *, store: ProfileStore, runtime: Runtime, backend_na
             runtime.progress.log(f"note: profile {name!r} was tuned with {role} {then.get('id')}@"
                                  f"{str(then.get('revision'))[:12]}; this run uses {now_info.get('id')}@"
                                  f"{str(now_info.get('revision'))[:12]}")
+    backend.use_adapter_layout(manifest.get("adapter"), name)  # a LoRA profile's adapters, before its weights
     weights = store.load(name, WEIGHTS, manifest)
     MotionPipeline(backend).apply_profile(weights, motion_scale_for(backend, motion_scale))
     return backend, manifest

@@ -127,7 +127,7 @@ def tune(backend, video: torch.Tensor, text: torch.Tensor, config: TuneConfig,
     from .schedule import Schedule
 
     unet = backend.unet
-    targets = select_parameters(unet, config.target, backend.temporal_attention_marker)
+    targets = backend.tunable_parameters(config.target)
     unet.requires_grad_(False)
     trainable = list(targets.values())
     for p in trainable:
@@ -230,7 +230,10 @@ def apply_weights(unet: torch.nn.Module, weights: dict[str, torch.Tensor]) -> No
 def blend_weights(unet: torch.nn.Module, weights: dict[str, torch.Tensor], scale: float) -> dict[str, torch.Tensor]:
     """The tuned parameters at motion scale ``scale``: W0 + scale (W - W0), W0 being the
     model's current (base) values, computed in float32. Scale 1 is the profile exactly,
-    0 the base model exactly. Unknown names or shapes are refused as by :func:`apply_weights`."""
+    0 the base model exactly. LoRA adapters (peft's ``lora_A``/``lora_B``): B is blended
+    (its base is zero, so it becomes scale B) and A taken as tuned, so the change to the
+    weight, B A, becomes scale B A: the motion scale is the LoRA scale, as elsewhere, not
+    scale B (A0 + scale (A - A0)). Unknown names or shapes are refused as by :func:`apply_weights`."""
     if scale == 1:
         return weights
     params = dict(unet.named_parameters())
@@ -238,6 +241,14 @@ def blend_weights(unet: torch.nn.Module, weights: dict[str, torch.Tensor], scale
     for name, value in weights.items():
         if name not in params or params[name].shape != value.shape:
             return weights  # apply_weights gives the one-line refusal
+        if is_lora_down(name):
+            out[name] = value  # a LoRA's A is taken as tuned: the scale goes on B (below)
+            continue
         base = params[name].detach().to("cpu", torch.float32)
         out[name] = base.clone() if scale == 0 else base + scale * (value.to(torch.float32) - base)
     return out
+
+
+def is_lora_down(name: str) -> bool:
+    """A LoRA adapter's down projection A (peft's ``lora_A``), whose partner B starts at zero."""
+    return ".lora_A." in name or name.endswith(".lora_A")

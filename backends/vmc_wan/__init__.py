@@ -2,10 +2,10 @@
 
 Cheap to import; the models load in ``vmc_wan.backend``. Tune, invert and generate run
 through the CLI on the miniature (:mod:`vmc_wan.tiny`) with the plugin registered in-process
-(``tests/test_wan_backend.py``); it joins pyproject's ``vmc`` entry points once the profile
-records its LoRA layout, the motion scale is the LoRA scale, and the contract suite takes a
-model whose latents fold frames and whose attention is not temporal (``vmc_wan.contract``
-holds its tiny factory; five contract checks fail on it today, for those reasons).
+(``tests/test_wan_backend.py``). Profiles record their LoRA layout and the motion scale is the
+LoRA scale; it joins pyproject's ``vmc`` entry points once the contract suite takes a model
+whose latents fold frames and whose attention is not temporal (``vmc_wan.contract`` holds its
+tiny factory).
 
 Memory notes for the real 1.3B model (counted, not yet measured on a GPU): the transformer is
 1.42e9 parameters (2.8 GB in bfloat16; its self-attention q and k, the LoRA targets, 0.14e9),
@@ -27,13 +27,13 @@ from vmc_cli.backend_options import BackendOption
 
 #: its options (``--option lora_rank=8``), passed to ``configure()`` and ``load()``
 OPTIONS = (
-    BackendOption("lora_rank", int, default=16,
-                  help="rank of the LoRA adapters tuned on the self-attention's q and k (generate and invert "
-                       "need the rank the profile was tuned with)"),
+    BackendOption("lora_rank", int, default=16, commands=("tune",),
+                  help="rank of the LoRA adapters tuned on the self-attention (alpha = rank; a profile keeps "
+                       "its own, so generate and invert need none)"),
 )
-#: tuning trains the LoRA adapters (vmc_wan.backend.LORA_TARGET, spelled out here to keep the
-#: import cheap; tests check the two agree)
-TUNE_DEFAULTS = {"target": r"\.attn1\.to_(q|k|v)\.lora_[AB]\."}
+#: tuning trains LoRA adapters on the self-attention's q and k in every block (``--target`` on
+#: wan: PROJECTIONS[:BLOCKS], e.g. qkv or qk:0-14; vmc_wan.backend.parse_target)
+TUNE_DEFAULTS = {"target": "qk"}
 
 
 def wan_backend():

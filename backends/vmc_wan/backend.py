@@ -35,15 +35,14 @@ Facts it states (the core does the rest, ``docs/method.md``):
   33 frames tune on one 80 GB GPU as they are and on a 24 GB one with gradient checkpointing
   (``VMC_WAN_GRADIENT_CHECKPOINTING=1``), where 81 would not fit without;
 - tunable modules: Wan has no temporal attention; its self-attention (``attn1``, every block)
-  attends over all frames' tokens together, so ``temporal_attention_marker`` is ``attn1``. The
-  core's ``--target qkv`` matches nothing here (it wants q/k/v nested inside a marked module, as
-  Show-1's ``temp_attentions.N...attn1.to_q``), so the backend registers its own default target,
-  :data:`LORA_TARGET`: the ``lora_A``/``lora_B`` of the peft LoRA adapters that :meth:`WanBackend.add_lora`
-  puts on attn1's q and k (v and the blocks selectable, rank the ``lora_rank`` option, default 16
-  through the CLI; alpha = rank). Not wired yet: ``--target`` words for projections and blocks,
-  the LoRA layout in the profile (a profile tuned at another rank is refused by shape, "tune
-  again"), and the motion scale as the LoRA scale (the core's ``W0 + S (W - W0)`` on A and B
-  separately gives ``S B (A0 + S (A - A0))``, not ``S B A``).
+  attends over all frames' tokens together, so ``temporal_attention_marker`` is ``attn1``.
+  Tuning trains peft LoRA adapters that :meth:`WanBackend.tunable_parameters` adds for
+  ``--target PROJECTIONS[:BLOCKS]`` (``qk``, the default: q and k of every block; ``qkv:0-9``:
+  q, k and v of blocks 0-9; :func:`parse_target`), rank the ``lora_rank`` option of ``vmc tune``
+  (default 16), alpha = rank. The profile records the layout (``[adapter]`` in its manifest,
+  :meth:`adapter_layout`) and generating from it rebuilds the adapters first
+  (:meth:`use_adapter_layout`); its weights are the adapters' A and B, so ``--motion-scale S``
+  is the LoRA scale: the core blends B and keeps A (``S B A``).
 
 Prompt encoding is the pipeline's: UMT5 states of the prompt padded to
 ``min(512, model_max_length)`` tokens, the states after the prompt's last token set to zero.
@@ -81,6 +80,62 @@ LORA_PROJECTIONS = ("to_q", "to_k")
 #: the names of LoRA parameters on the self-attention, for the core's ``--target`` (a regular
 #: expression over parameter names): ``lora_A`` and ``lora_B`` of attn1's projections, nothing else
 LORA_TARGET = r"\.attn1\.to_(q|k|v)\.lora_[AB]\."
+
+
+#: the LoRA rank when ``--option lora_rank`` is not given
+DEFAULT_RANK = 16
+#: ``--target`` words: the self-attention projections that get adapters
+PROJECTION_WORDS = {"q": ("to_q",), "k": ("to_k",), "v": ("to_v",), "qk": ("to_q", "to_k"),
+                    "qv": ("to_q", "to_v"), "kv": ("to_k", "to_v"), "qkv": ("to_q", "to_k", "to_v")}
+TARGET_HELP = ("on wan, --target is PROJECTIONS[:BLOCKS]: q, k, v, qk (the default), qv, kv or qkv, optionally "
+               "with blocks, e.g. qkv:0-9 or qk:0,5,20-29")
+
+
+def check_rank(rank) -> int:
+    """A LoRA rank: a whole number of at least 1 (one line otherwise)."""
+    try:
+        value = int(rank)
+    except (TypeError, ValueError):
+        value = 0
+    if value < 1 or str(rank).strip() not in (str(value), f"{value}.0"):
+        raise VmcError(f"LoRA rank {rank} (--option lora_rank) must be a whole number of at least 1",
+                       f"e.g. --option lora_rank={DEFAULT_RANK} (the default)")
+    return value
+
+
+def is_target_word(target: str) -> bool:
+    return target.split(":", 1)[0] in PROJECTION_WORDS
+
+
+def parse_target(target: str, blocks: int | None = None) -> tuple[tuple[str, ...], tuple[int, ...] | None]:
+    """``--target`` on Wan -> (projections, blocks or None for all): ``qk`` -> (to_q, to_k) in every
+    block, ``qkv:0-9,20`` -> (to_q, to_k, to_v) in blocks 0..9 and 20. ``blocks``, the
+    transformer's block count when known, bounds the indexes. One line for anything else."""
+    word, colon, which = target.partition(":")
+    if word not in PROJECTION_WORDS:
+        raise VmcError(f"--target {target!r} is not a wan target", TARGET_HELP)
+    if not colon:
+        return PROJECTION_WORDS[word], None
+    chosen: set[int] = set()
+    try:
+        for part in which.split(","):
+            lo, _, hi = part.partition("-")
+            lo_i, hi_i = int(lo), int(hi) if hi else int(lo)
+            if lo_i < 0 or hi_i < lo_i:
+                raise ValueError
+            chosen.update(range(lo_i, hi_i + 1))
+    except ValueError:
+        raise VmcError(f"--target {target!r}: {which!r} is not a list of blocks", TARGET_HELP) from None
+    if blocks is not None and max(chosen) >= blocks:
+        raise VmcError(f"--target {target!r}: the transformer has blocks 0-{blocks - 1}", TARGET_HELP)
+    return PROJECTION_WORDS[word], tuple(sorted(chosen))
+
+
+def lora_layout(rank: int, projections, blocks, count: int, seed: int = 0) -> dict:
+    """The adapters as a profile's manifest records them (``[adapter]``)."""
+    return {"kind": "lora", "rank": int(rank), "alpha": int(rank),
+            "projections": sorted(set(projections)), "blocks": sorted(set(blocks)) if blocks else list(range(count)),
+            "init_seed": int(seed)}
 
 
 def spec(repo_id: str) -> RepoSpec:
@@ -129,6 +184,9 @@ class WanBackend(LatentVideoBackend):
     defaults = {"invert_steps": 50, "sample_steps": 50, "guidance": 5.0, "negative_prompt": ""}
     #: Wan has no temporal attention: its self-attention attends over all frames' tokens at once
     temporal_attention_marker = "attn1"
+    #: the rank tuning's adapters get (``--option lora_rank``), and the adapters on the model now
+    lora_rank = DEFAULT_RANK
+    _adapter: dict | None = None
 
     # -- loading -------------------------------------------------------------------
     def locate(self, model_path: str | None, log) -> tuple[Path, dict]:
@@ -145,7 +203,10 @@ class WanBackend(LatentVideoBackend):
 
     def configure(self, *, model_path=None, progress=None, lora_rank=None) -> None:
         """Find the files; the VAE's and transformer's configs give the frame and size rules,
-        ``VMC_WAN_KEYFRAMES=FRAMESxWIDTHxHEIGHT`` the key-frames (default 33x832x480)."""
+        ``VMC_WAN_KEYFRAMES=FRAMESxWIDTHxHEIGHT`` the key-frames (default 33x832x480).
+        ``lora_rank`` (``vmc tune --option lora_rank=N``) is checked here, before any weights load."""
+        if lora_rank is not None:
+            self.lora_rank = check_rank(lora_rank)
         if getattr(self, "_folder", None) is not None and self._model_path == model_path:
             return
         log = progress.log if progress is not None else (lambda m: None)
@@ -153,6 +214,7 @@ class WanBackend(LatentVideoBackend):
         self._folder, self._model_path, self._info = folder, model_path, {"keyframes": info}
         vae = json.loads((folder / "vae" / "config.json").read_text())
         transformer = json.loads((folder / "transformer" / "config.json").read_text())
+        self.blocks = int(transformer.get("num_layers") or 30)
         self.temporal_factor = int(vae.get("scale_factor_temporal") or 4)
         patch = transformer.get("patch_size") or (1, 2, 2)
         self.size_multiple = int(vae.get("scale_factor_spatial") or 8) * int(patch[-1])
@@ -163,8 +225,9 @@ class WanBackend(LatentVideoBackend):
 
     def load(self, *, device="cpu", dtype=None, model_path=None, stages=("keyframes",), progress=None, check=None,
              lora_rank=None):
-        """Load the parts; with ``lora_rank`` (the ``lora_rank`` option, 16 through the CLI) add
-        LoRA adapters of that rank on attn1's q and k (:meth:`add_lora`), which tuning trains."""
+        """Load the parts. ``lora_rank`` (the ``lora_rank`` option of ``vmc tune``, 16 by default) is
+        the rank of the LoRA adapters that tuning adds (:meth:`tunable_parameters`); a profile's
+        own layout is rebuilt from its manifest (:meth:`use_adapter_layout`)."""
         import torch
         from diffusers import AutoencoderKLWan, WanTransformer3DModel
         from transformers import AutoTokenizer, UMT5EncoderModel
@@ -173,6 +236,8 @@ class WanBackend(LatentVideoBackend):
         from vmc_cli.quiet import no_progress_bars, quiet_libraries
 
         self.expand_stages(tuple(stages))
+        if lora_rank is not None:
+            self.lora_rank = check_rank(lora_rank)
         if self._unet is not None:
             return
         self.device = torch.device(device)
@@ -191,8 +256,6 @@ class WanBackend(LatentVideoBackend):
             text_encoder = UMT5EncoderModel.from_pretrained(folder / "text_encoder", dtype=self.dtype)
             tokenizer = AutoTokenizer.from_pretrained(folder / "tokenizer")
         self.use_parts(transformer, vae, text_encoder, tokenizer, self._scheduler_config, self.dtype)
-        if lora_rank:
-            self.add_lora(rank=int(lora_rank))
 
     def use_parts(self, transformer, vae, text_encoder, tokenizer, scheduler_config: dict, dtype) -> None:
         """Take loaded models as the backend's: frozen, on the device (text encoder and VAE
@@ -201,6 +264,8 @@ class WanBackend(LatentVideoBackend):
         is the LoRA adapters, float32 of their own: :meth:`add_lora`), unlike the latent UNets,
         whose tuned q/k/v are moved to float32 (that would be 0.85 GB here for nothing)."""
         self._unet = transformer.eval().requires_grad_(False)
+        self.blocks = len(transformer.blocks)
+        self._adapter = None
         self._vae = vae.eval().requires_grad_(False)
         self._text_encoder = text_encoder.eval().requires_grad_(False)
         self._tokenizer = tokenizer
@@ -235,6 +300,12 @@ class WanBackend(LatentVideoBackend):
             raise VmcError(f"the transformer has no block {', '.join(map(str, outside)) or '(none given)'}", hint)
         if rank < 1:
             raise VmcError(f"LoRA rank {rank}", hint)
+        layout = lora_layout(rank, projections, blocks, count, seed)
+        if self._adapter == layout:
+            return [n for n, _ in self.unet.named_parameters() if "lora_" in n]
+        if self._adapter is not None:  # another layout: the old adapters go first
+            self.unet.delete_adapters("default")
+            self._adapter = None
         which = "|".join(map(str, sorted(set(blocks)))) if blocks else r"\d+"
         config = LoraConfig(r=rank, lora_alpha=rank, init_lora_weights=True,
                             target_modules=rf"blocks\.({which})\.attn1\.({'|'.join(projections)})")
@@ -248,7 +319,45 @@ class WanBackend(LatentVideoBackend):
             param.data = param.data.to(torch.float32)
             param.requires_grad_(False)
         assert all(re.search(LORA_TARGET, n) for n in added)
+        self._adapter = layout
         return added
+
+    def check_target(self, target: str) -> None:
+        """``--target`` on Wan: which self-attention projections get LoRA adapters, and in which
+        blocks, ``PROJECTIONS[:BLOCKS]`` (:func:`parse_target`); one line otherwise."""
+        parse_target(target, getattr(self, "blocks", None))
+
+    def tunable_parameters(self, target: str):
+        """The LoRA adapters ``target`` names (``qk``, ``qkv:0-9``, ...), added now at the rank of
+        the ``lora_rank`` option (16 by default). A regular expression (from Python, not the CLI)
+        selects among adapters already added with :meth:`add_lora`."""
+        from vmc_cli.tuning import select_parameters
+
+        if self._adapter is not None and not is_target_word(target):
+            return select_parameters(self.unet, target, self.temporal_attention_marker)
+        projections, blocks = parse_target(target, len(self.unet.blocks))
+        self.add_lora(rank=getattr(self, "lora_rank", DEFAULT_RANK), projections=projections, blocks=blocks)
+        return {n: p for n, p in self.unet.named_parameters() if "lora_" in n}
+
+    def adapter_layout(self) -> dict | None:
+        """The LoRA adapters on the transformer (rank, alpha, projections, blocks), for the manifest."""
+        return dict(self._adapter) if self._adapter is not None else None
+
+    def use_adapter_layout(self, layout: dict | None, profile: str) -> None:
+        """A profile's LoRA adapters, rebuilt as its manifest records them (at B = 0, so the
+        model is unchanged until the profile's weights are applied)."""
+        if not layout or layout.get("kind") != "lora":
+            raise VmcError(f"profile {profile!r} records no LoRA adapters, which every wan profile has",
+                           "tune the clip again with this vmc")
+        try:
+            rank, projections = check_rank(layout["rank"]), tuple(layout["projections"])
+            blocks = tuple(int(b) for b in layout["blocks"])
+        except (KeyError, TypeError, ValueError, VmcError):
+            raise VmcError(f"profile {profile!r} has a broken [adapter] section",
+                           f"remove it with `vmc profiles rm {profile} --yes` and tune again") from None
+        self.add_lora(rank=rank, projections=projections,
+                      blocks=None if blocks == tuple(range(len(self.unet.blocks))) else blocks,
+                      seed=int(layout.get("init_seed", 0)))
 
     # -- key-frame model --------------------------------------------------------------
     def prompt_key(self, prompt: str) -> str:
