@@ -440,3 +440,76 @@ def test_the_readme_download_commands_carry_the_pins():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     found = dict(re.findall(r"hf download (\S+/\S+) --revision ([0-9a-f]{40})", readme))
     assert found and all(PINNED[repo] == commit for repo, commit in found.items()), found
+
+
+# -- vmc export --format lora ----------------------------------------------------------------------
+def _unet_out(unet, backend, x, text, t=400):
+    """``unet``'s prediction called as ``backend`` calls its own key-frame model."""
+    mine = backend._unet
+    backend._unet = unet
+    try:
+        with torch.no_grad():
+            return backend.model_output(x, torch.tensor([t]), text)
+    finally:
+        backend._unet = mine
+
+
+def _peft_loaded(unet, path, prefix="unet."):
+    """A LoRA file put on ``unet`` with peft itself: adapters of the file's rank on the modules it
+    names (alpha = rank), then its factors (for models whose diffusers class has no LoRA loader)."""
+    from peft import LoraConfig, inject_adapter_in_model, set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    state = {k[len(prefix):]: v for k, v in load_file(path).items()}
+    ranks = {k.rsplit(".lora_", 1)[0]: v.shape[0] for k, v in state.items() if ".lora_A." in k}
+    r = max(ranks.values())
+    # each module at its own rank (a full-rank export is min(out, in) per layer), alpha = rank
+    pattern = {f"^{m}$": n for m, n in ranks.items()}
+    inject_adapter_in_model(LoraConfig(r=r, lora_alpha=r, target_modules=sorted(ranks), rank_pattern=pattern,
+                                       alpha_pattern=pattern), unet)
+    set_peft_model_state_dict(unet, state)
+    return unet
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["zeroscope", "animatediff"])
+def test_export_loads_into_diffusers_and_peft(name, run_cli, clip_path, zeroscope_folder, animatediff_folders,
+                                              tmp_path):
+    """``vmc export`` of a U-Net profile at full rank. AnimateDiff: diffusers' own
+    AnimateDiffPipeline takes the file with ``load_lora_weights`` (its motion LoRAs' layout).
+    ZeroScope: diffusers' UNet3DConditionModel has no LoRA loader, so peft puts the file on it.
+    Either way the key-frame model then predicts as vmc does with the profile."""
+    from diffusers import AnimateDiffPipeline, UNet3DConditionModel
+    from safetensors.torch import load_file
+
+    from vmc_cli.runtime import Runtime, load_profile
+
+    folder = zeroscope_folder if name == "zeroscope" else animatediff_folders["pipeline"]
+    r = run_cli("tune", clip_path, "-p", "a disc", "--backend", name, "--model-path", folder, "--frames", "8",
+                "--steps", "2", "--lr", "1e-2", "--name", "m")
+    assert r.code == 0, r
+    out = tmp_path / "motion.safetensors"
+    r = run_cli("export", "m", "--format", "lora", "-o", out, "--rank", "1000", "--json")
+    assert r.code == 0, r
+    report = r.json()
+    assert report["approximated"] and report["kept"] > 1 - 1e-9 and not report["left_out"]
+    keys = set(load_file(out))
+    marker = "temp_attentions" if name == "zeroscope" else "motion_modules"
+    assert keys and all(k.startswith("unet.") and marker in k and k.endswith((".lora_A.weight", ".lora_B.weight"))
+                        for k in keys)
+    if name == "zeroscope":
+        base = UNet3DConditionModel.from_pretrained(folder, subfolder="unet")
+        theirs_unet = _peft_loaded(UNet3DConditionModel.from_pretrained(folder, subfolder="unet"), out)
+    else:
+        base = AnimateDiffPipeline.from_pretrained(folder).unet
+        pipe = AnimateDiffPipeline.from_pretrained(folder)
+        pipe.load_lora_weights(out)
+        theirs_unet = pipe.unet
+    ours, _ = load_profile("m", store=ProfileStore(), runtime=Runtime(device="cpu"), backend_name=None,
+                           stages=("keyframes",))
+    x = torch.randn(1, *ours.frames_to_model(np.zeros((8, ours.height, ours.width, 3), np.uint8)).shape[1:],
+                    generator=torch.Generator().manual_seed(0))
+    text = ours.encode_prompts(["a red cube"])
+    before, theirs, mine = (_unet_out(u, ours, x, text) for u in (base, theirs_unet, ours.unet))
+    assert torch.allclose(theirs, mine, atol=1e-4), float((theirs - mine).abs().max())
+    assert (mine - before).abs().max() > 100 * (theirs - mine).abs().max()  # the profile really changes it

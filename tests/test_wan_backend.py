@@ -658,3 +658,39 @@ def test_gradient_checkpointing_and_offload_tune_the_same(folder, clip, monkeypa
     for switch in ("VMC_WAN_GRADIENT_CHECKPOINTING", "VMC_WAN_OFFLOAD"):
         assert weights[switch].keys() == weights[""].keys()
         assert all(torch.allclose(weights[switch][k], weights[""][k], atol=1e-6) for k in weights[""]), switch
+
+
+@pytest.mark.slow
+def test_export_is_the_profiles_lora_for_wan_pipeline(wan_plugin, run_cli, clip_path, folder, tmp_path, clip):
+    """``vmc export`` of a Wan profile writes its adapters as they are, under the keys
+    WanPipeline.load_lora_weights takes; the pipeline's transformer then predicts as vmc does
+    with the profile loaded. No model is loaded to export, and --rank cannot change the rank."""
+    from diffusers import WanPipeline
+    from safetensors.torch import load_file
+
+    from vmc_cli.profiles import ProfileStore
+    from vmc_cli.runtime import Runtime, load_profile
+
+    res = run_cli("tune", clip_path, "-p", "a disc is moving", "--backend", "wan", "--model-path", folder,
+                  "--steps", "2", "--lr", "1e-2", "--name", "we", "--option", "lora_rank=4", "--target", "qkv")
+    assert res.code == 0, res.stderr
+    out = tmp_path / "motion.safetensors"
+    res = run_cli("export", "we", "-o", out, "--json")
+    assert res.code == 0, res.stderr
+    assert res.json()["rank"] == 4 and not res.json()["approximated"]
+    assert set(load_file(out)) == {f"transformer.blocks.{b}.attn1.{p}.lora_{ab}.weight" for b in (0, 1)
+                                   for p in ("to_q", "to_k", "to_v") for ab in "AB"}
+    pipe = WanPipeline.from_pretrained(folder)
+    pipe.load_lora_weights(out)
+    ours, _ = load_profile("we", store=ProfileStore(), runtime=Runtime(device="cpu"), backend_name=None,
+                           stages=("keyframes",))
+    x = ours.frames_to_model(clip)
+    text = ours.encode_prompts([PROMPT])
+    t = torch.tensor([450.0])
+    with torch.no_grad():
+        theirs = pipe.transformer(hidden_states=x, timestep=t, encoder_hidden_states=text, return_dict=False)[0]
+        mine = ours.model_output(x, t, text)
+        base = make(folder).model_output(x, t, text)
+    assert torch.allclose(theirs, mine, atol=1e-5) and (mine - base).abs().max() > 1e-3
+    res = run_cli("export", "we", "-o", tmp_path / "m8.safetensors", "--rank", "8")
+    assert res.code == 1 and "rank 4 already, not 8" in res.stderr and not (tmp_path / "m8.safetensors").exists()

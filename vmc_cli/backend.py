@@ -80,6 +80,9 @@ class Backend:
     options: tuple = ()
     #: the hint shown when it runs out of GPU memory (its own switches); empty: a generic one
     oom_hint: str = ""
+    #: ``vmc export --format lora``: the component a LoRA file's keys start with (diffusers'
+    #: ``load_lora_weights``: ``unet``, ``transformer``); None: this backend has no LoRA format
+    lora_prefix: str | None = None
 
     device: "torch.device"
     dtype: "torch.dtype"

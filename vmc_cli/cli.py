@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from .commands import backends, evaluate, generate, invert, profiles, prompt, tune
+from .commands import backends, evaluate, export, generate, invert, profiles, prompt, tune
 from .errors import VmcError
 from .options import BackendOptionsCommand
 
@@ -27,6 +27,7 @@ app.command("tune", cls=tune.TuneCommand)(tune.tune)
 app.command("invert", cls=BackendOptionsCommand)(invert.invert)
 app.command("generate", cls=BackendOptionsCommand)(generate.generate)
 app.command("eval")(evaluate.evaluate)
+app.command("export")(export.export)
 app.add_typer(profiles.app, name="profiles")
 app.command("backends")(backends.backends)
 
@@ -71,7 +72,7 @@ def _command_of(argv: list[str]) -> str:
 
 
 #: the command tree, for naming the command in a usage error's hint
-COMMANDS = {"": ("prompt", "tune", "invert", "generate", "eval", "profiles", "backends"),
+COMMANDS = {"": ("prompt", "tune", "invert", "generate", "eval", "export", "profiles", "backends"),
             "profiles": ("list", "show", "rm", "clean", "path")}
 
 

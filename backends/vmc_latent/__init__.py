@@ -85,6 +85,9 @@ class LatentVideoBackend(Backend):
     """A key-frame model over VAE latents. Subclasses load ``_unet``, ``_vae``, ``_text_encoder``,
     ``_tokenizer`` and ``_scheduler_config`` (see ``load_parts``)."""
 
+    #: exported LoRA files name the key-frame model as diffusers' pipelines do (``vmc export``)
+    lora_prefix = "unet"
+
     #: environment prefix for the speed switches (VMC_<PREFIX>_OFFLOAD, ..._GRADIENT_CHECKPOINTING)
     env_prefix = "LATENT"
     #: frames decoded by the VAE at once

@@ -165,6 +165,8 @@ def _weights_config(name: str) -> dict:
 
 
 class TinyBackend(SmallTextModel, Backend):
+    #: ``vmc export --format lora``: keys ``unet.<module>.lora_A.weight`` (the SVD of W - W0)
+    lora_prefix = "unet"
     num_frames = 8
     width, height = 64, 40
     fps = 8.0

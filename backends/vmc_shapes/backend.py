@@ -44,6 +44,8 @@ def weights_revision(folder: Path) -> str:
 
 
 class ShapesBackend(SmallTextModel, Backend):
+    #: ``vmc export --format lora``: keys ``unet.<module>.lora_A.weight`` (the SVD of W - W0)
+    lora_prefix = "unet"
     num_frames = 8
     width, height = 32, 32
     fps = 8.0

@@ -128,6 +128,8 @@ def _multiple_of_8(x: float) -> int:
 
 class Show1Backend(Backend):
     """VMC's key-frame model and frozen cascade from the Show-1 checkpoints."""
+    #: ``vmc export --format lora``: keys ``unet.<module>.lora_A.weight`` (the SVD of W - W0)
+    lora_prefix = "unet"
 
     num_frames = 8
     fps = 8.0
