@@ -1,11 +1,11 @@
-"""The Wan 2.1 backend (issue #21, groundwork) on a miniature with random weights.
+"""The Wan 2.1 backend (issue #21) on a miniature with random weights.
 
 The miniature is :func:`vmc_wan.tiny.write_tiny_wan`: diffusers' own classes from small configs,
 saved with ``WanPipeline.save_pretrained``. References are independent of the backend's code:
 diffusers' ``WanPipeline`` loaded from the same folder (prompt encoding, the VAE and its
 latent normalisation as the pipeline writes them), the transformer called by hand, and the
-rectified-flow algebra written out. The backend is not registered yet (it will be once tune,
-invert and generate work through the CLI), so it is made here directly.
+rectified-flow algebra written out. Most tests make the backend directly; the CLI ones use the
+registered ``wan`` plugin.
 """
 
 from __future__ import annotations
@@ -491,7 +491,7 @@ def test_the_lora_loads_into_diffusers_wan_pipeline(lora_tuned, folder, tmp_path
 
 
 # ------------------------------------------------------------------------------------------
-# through the CLI, with the plugin registered here (it is not in pyproject's entry points yet)
+# through the CLI
 # ------------------------------------------------------------------------------------------
 def test_the_registered_tuning_target_is_the_backends():
     import vmc_wan
@@ -544,16 +544,11 @@ def test_the_motion_scale_is_the_lora_scale(lora_tuned, folder):
 
 @pytest.fixture
 def wan_plugin(monkeypatch):
-    import vmc_wan
-    from vmc_cli import plugins
+    """The registered wan backend (pyproject's entry point), with the miniature's key-frames."""
+    from vmc_cli.plugins import get_backends
 
-    plugins.load_plugins()
-    plugins.pm.register(vmc_wan, name="wan")
+    assert "wan" in get_backends()
     monkeypatch.setenv("VMC_WAN_KEYFRAMES", KEYFRAMES)
-    try:
-        yield
-    finally:
-        plugins.pm.unregister(name="wan")
 
 
 @pytest.mark.slow

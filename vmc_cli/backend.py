@@ -75,6 +75,13 @@ class Backend:
     tune_defaults: dict[str, Any] = {}
     #: substring of module names that are temporal attention blocks
     temporal_attention_marker: str = "temp_attentions"
+    #: what the attention under that marker attends over: ``frames`` (temporal attention, one
+    #: sequence per position, as long as the clip) or ``tokens`` (a video transformer's
+    #: self-attention: all frames' tokens in one sequence)
+    attention_span: str = "frames"
+    #: clip frames per model frame: 1, or a causal video VAE's fold (Wan: 4, after a first frame
+    #: of its own; :meth:`latent_frames`)
+    temporal_factor: int = 1
     #: the options it declared when registered (set by the plugin manager; see
     #: :mod:`vmc_cli.backend_options`): given ones reach ``configure()`` and ``load()`` by name
     options: tuple = ()
@@ -251,6 +258,10 @@ class Backend:
         return {"mode": "model"}
 
     # -- clips -------------------------------------------------------------
+    def latent_frames(self, frames: int) -> int:
+        """Model frames of a clip of ``frames`` frames (one each; a causal VAE folds them)."""
+        return frames
+
     def frames_to_model(self, frames: "np.ndarray") -> "torch.Tensor":
         """(frames, height, width, 3) uint8 at key-frame size -> (1, C, F, h, w) model space.
 

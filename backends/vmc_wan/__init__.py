@@ -1,11 +1,10 @@
-"""Wan 2.1 backend for vmc (issue #21): the ``wan`` plugin, not registered yet.
+"""Wan 2.1 backend for vmc (issue #21): the ``wan`` plugin.
 
-Cheap to import; the models load in ``vmc_wan.backend``. Tune, invert and generate run
-through the CLI on the miniature (:mod:`vmc_wan.tiny`) with the plugin registered in-process
-(``tests/test_wan_backend.py``). Profiles record their LoRA layout and the motion scale is the
-LoRA scale; it joins pyproject's ``vmc`` entry points once the contract suite takes a model
-whose latents fold frames and whose attention is not temporal (``vmc_wan.contract`` holds its
-tiny factory).
+Cheap to import; the models load in ``vmc_wan.backend``. Registered in pyproject's ``vmc`` entry
+points like the other built-in backends; tested through the CLI and the contract suite on the
+miniature (:mod:`vmc_wan.tiny`, :mod:`vmc_wan.contract`). Profiles are LoRA adapters on the
+self-attention (their layout in the manifest), the motion scale is the LoRA scale, and
+``vmc export`` writes them as a LoRA file ``WanPipeline.load_lora_weights`` takes.
 
 Memory notes for the real 1.3B model (counted, not yet measured on a GPU): the transformer is
 1.42e9 parameters (2.8 GB in bfloat16; its self-attention q and k, the LoRA targets, 0.14e9),

@@ -184,6 +184,7 @@ class WanBackend(LatentVideoBackend):
     defaults = {"invert_steps": 50, "sample_steps": 50, "guidance": 5.0, "negative_prompt": ""}
     #: Wan has no temporal attention: its self-attention attends over all frames' tokens at once
     temporal_attention_marker = "attn1"
+    attention_span = "tokens"
     #: exported LoRA files: WanPipeline.load_lora_weights takes ``transformer.blocks.N...`` keys
     lora_prefix = "transformer"
     #: the rank tuning's adapters get (``--option lora_rank``), and the adapters on the model now
