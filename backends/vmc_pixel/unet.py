@@ -161,6 +161,7 @@ class Show1UNet3DConditionModel(ModelMixin, ConfigMixin):
         cross_attention_norm: str | None = None,
         addition_embed_type_num_heads: int = 64,
         transfromer_in_opt: bool = False,
+        temporal_frame_positions: int = 0,
     ):
         super().__init__()
 
@@ -372,6 +373,12 @@ class Show1UNet3DConditionModel(ModelMixin, ConfigMixin):
 
         # Lets enable_gradient_checkpointing() reach the top-level transformer_in too.
         self.gradient_checkpointing = False
+        # Not Show-1's: sinusoidal frame positions for the temporal attention, up to this many
+        # frames, behind a learned gain that starts at zero (vmc_pixel.frame_positions); 0: none
+        if temporal_frame_positions:
+            from .frame_positions import add_frame_positions
+
+            add_frame_positions(self, int(temporal_frame_positions))
 
     @staticmethod
     def _make_block(registry: dict, block_type: str, **kwargs) -> Show1Block3D:

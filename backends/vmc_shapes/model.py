@@ -88,6 +88,20 @@ def load(folder: Path = WEIGHTS, device="cpu", dtype=torch.float32):
     return unet.eval().to(device), text.eval().to(device), tokenizer
 
 
+def with_frame_positions(unet, frames: int):
+    """The same UNet with frame positions up to ``frames`` in its temporal attention (zero gain,
+    so it predicts exactly as ``unet`` until trained; ``vmc_pixel.frame_positions``)."""
+    from vmc_pixel.unet import Show1UNet3DConditionModel
+
+    # (keys in the config's _use_default_values would be reset to their defaults: drop them all)
+    config = {k: v for k, v in dict(unet.config).items() if not k.startswith("_")}
+    new = Show1UNet3DConditionModel.from_config({**config, "temporal_frame_positions": int(frames)})
+    missing, unexpected = new.load_state_dict(unet.state_dict(), strict=False)
+    if unexpected or any(not k.endswith("frame_position_gain") for k in missing):
+        raise RuntimeError(f"frame positions: unexpected {unexpected[:3]}, missing {missing[:3]}")
+    return new.to(next(unet.parameters()).dtype).eval()
+
+
 def training_record(folder: Path = WEIGHTS) -> dict:
     """Recipe, wall time and final loss of the training run that made ``folder``."""
     return json.loads((Path(folder) / "training.json").read_text())

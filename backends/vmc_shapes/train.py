@@ -60,6 +60,10 @@ def main() -> None:
     ap.add_argument("--save-every", type=float, default=10, metavar="MINUTES",
                     help="write the weights so far every this many minutes (0: only at the end)")
     ap.add_argument("--compile", action="store_true", help="torch.compile the UNet (faster steps on a GPU)")
+    ap.add_argument("--frame-positions", type=int, default=None, metavar="FRAMES",
+                    help="give the temporal attention sinusoidal frame positions up to FRAMES behind a gain that "
+                         "starts at zero (vmc_pixel.frame_positions); with --init, the rest of the weights are "
+                         "those of --init")
     ap.add_argument("--check", type=int, default=0, metavar="SEEDS",
                     help="afterwards, sample every caption from noise with this many seeds and report accuracy")
     args = ap.parse_args()
@@ -83,6 +87,8 @@ def main() -> None:
         earlier = record.get("runs") or [{k: record.get(k) for k in ("command", "steps_done", "seconds", "device")}]
     else:
         unet, text, tokenizer = shapes_model.build(args.seed)
+    if args.frame_positions and not unet.config.get("temporal_frame_positions"):
+        unet = shapes_model.with_frame_positions(unet, args.frame_positions)
     # Trained in eval mode: the models have no batch statistics, and the Show-1 UNet's
     # dropout only costs time (10% of a CPU step) on a run this short.
     unet.to(device).eval()
@@ -92,7 +98,13 @@ def main() -> None:
     data = torch.from_numpy(clips).to(device)  # (N, F, H, W, 3) uint8, resident on the device
     sched = DDPMScheduler.from_config(shapes_model.SCHEDULER)
     params = list(unet.parameters()) + list(text.parameters())
-    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-2)
+    # frame-position gains start at zero and would take thousands of steps at the network's rate:
+    # they learn 10x faster, without weight decay pulling them back to zero
+    gains = [p for n, p in unet.named_parameters() if n.endswith("frame_position_gain")]
+    rest = [p for p in params if all(p is not g for g in gains)]
+    opt = torch.optim.AdamW([{"params": rest, "scale": 1.0},
+                             *([{"params": gains, "scale": 10.0, "weight_decay": 0.0}] if gains else [])],
+                            lr=args.lr, weight_decay=1e-2)
     budget = 60 * args.max_minutes if args.max_minutes else None
     train_start = time.time()
 
@@ -140,7 +152,7 @@ def main() -> None:
         noise = torch.randn(x0.shape, generator=gen, device=device)
         x_t = sched.add_noise(x0, noise, t)
         for group in opt.param_groups:
-            group["lr"] = lr_at(step)
+            group["lr"] = lr_at(step) * group["scale"]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             emb = text(input_ids=ids.to(device)).last_hidden_state
             pred = net(x_t, t, emb).sample
