@@ -71,7 +71,8 @@ def tune(
     target: Annotated[Optional[str], typer.Option(
         "--target", help="Parameters to tune: qkv (temporal attention q/k/v, the paper's), temporal "
         "(all temporal attention), attention (q/k/v of every attention layer), or a regex over parameter names "
-        "(default: the backend's).", show_default=False)] = None,
+        "(default: the backend's). wan: LoRA on the self-attention, PROJECTIONS[:BLOCKS], e.g. qk (its default), "
+        "qkv, qk:0-14.", show_default=False)] = None,
     timesteps: Annotated[Optional[str], typer.Option(
         "--timesteps", help="Draw tuning timesteps from LO:HI only, e.g. 0:600 (default: the backend's; "
         "the paper's is the whole schedule).", show_default=False)] = None,
