@@ -174,7 +174,7 @@ class Backend:
 
             raise VmcError(f"profile {profile!r} holds {layout.get('kind', 'adapter')} adapters, which backend "
                            f"{self.name!r} does not take",
-                           "generate with the backend it was tuned with (`vmc show PROFILE` names it)")
+                           "generate with the backend it was tuned with (`vmc profiles show PROFILE` names it)")
 
     def encode_prompts(self, prompts: list[str]) -> "torch.Tensor":
         """Text embeddings for the key-frame model, one row per prompt, in the model dtype:
