@@ -39,3 +39,17 @@ def test_each_prompt_is_encoded_once_and_kept():
     b.released = False
     b.encode_prompts(["a cat"])
     assert b.seen == ["a cat", "", "a cat"]
+
+
+def test_a_backend_without_adapters_refuses_an_adapter_profile():
+    """A profile whose manifest records adapters (a Wan LoRA profile) on a backend that has none:
+    one line naming both, and a profile without adapters passes."""
+    from vmc_cli.errors import VmcError
+    from vmc_cli.plugins import get_backend
+
+    backend = get_backend("tiny")
+    backend.use_adapter_layout(None, "plain")
+    assert backend.adapter_layout() is None
+    with pytest.raises(VmcError, match="profile 'p' holds lora adapters, which backend 'tiny' does not take") as err:
+        backend.use_adapter_layout({"kind": "lora", "rank": 16}, "p")
+    assert "vmc profiles show" in err.value.hint
