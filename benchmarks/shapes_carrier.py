@@ -86,7 +86,7 @@ def main() -> None:
                 got = classify_appearance(out)
                 rows.append({"case": case["case"], "path": case["path"], "way": way,
                              "path_error": path_error(src, centroid_path(out)),
-                             "appearance": (got[1], got[0]) == tuple(case["new"])})
+                             "appearance": tuple(got) == tuple(case["new"])})  # (colour, shape)
                 print(json.dumps(rows[-1]), f"{time.time() - started:.0f}s", flush=True)
     backend.unet.load_state_dict(base)
     base_err = {r["case"]: r["path_error"] for r in rows if r["way"] == "base/base"}
