@@ -116,3 +116,34 @@ def test_backend_default_scale_applies_when_the_option_is_left_out(run_cli, clip
     assert s == 0.0 and np.array_equal(frames, at_zero)
     s, frames = keyframes("explicit", "--motion-scale", "1")
     assert s == 1.0 and np.array_equal(frames, at_one)
+
+
+@pytest.mark.slow
+def test_invert_with_base_inverts_without_the_profile_and_samples_with_it(run_cli, clip_path, tmp_path):
+    """``--invert-with base``: the inversion is the base model's (the one `vmc invert
+    --motion-scale 0` makes and saves), the key-frames are sampled with the profile at the motion
+    scale: the same pixels as doing the two halves by hand through MotionPipeline."""
+    from vmc_cli.pipeline import MotionPipeline
+
+    r = run_cli("tune", clip_path, "-p", "a disc", "--steps", "3", "--lr", "3e-2", "--name", "p")
+    assert r.code == 0, r
+    out, out_profile = tmp_path / "base", tmp_path / "profile"
+    r = run_cli("generate", "p", "-p", "a square", "-o", out, *COMMON, "--invert-with", "base", "--json")
+    assert r.code == 0, r
+    assert r.json()["videos"][0]["invert_with"] == "base"
+    saved = ProfileStore().manifest("p")["inversion"]
+    assert saved["motion_scale"] == 0.0  # the base model's inversion, kept in the profile
+    r = run_cli("generate", "p", "-p", "a square", "-o", out_profile, *COMMON, "--json")
+    assert r.code == 0, r
+    assert not np.array_equal(read_frames(out), read_frames(out_profile))
+
+    base, _ = load_profile("p", store=ProfileStore(), runtime=Runtime("cpu"), backend_name=None,
+                           stages=("keyframes",), motion_scale=0.0)
+    pipeline = MotionPipeline(base)
+    x_t = pipeline.invert(ProfileStore().load("p", "clip.safetensors")["clip"], 2)
+    pipeline.apply_profile(ProfileStore().load("p", "weights.safetensors"), 1.0)
+    keyframes = pipeline.keyframes(x_t, "a square", steps=2, guidance=base.defaults["guidance"],
+                                   start_timestep=pipeline.start_timestep(2, 1.0, saved["signal"]))
+    assert np.array_equal(base.model_to_frames(keyframes), read_frames(out))
+    r = run_cli("generate", "p", "-p", "a square", "-o", tmp_path / "x", "--invert-with", "tuned")
+    assert r.code == 1 and "unknown --invert-with 'tuned'" in r.stderr and not (tmp_path / "x").exists()

@@ -138,7 +138,9 @@ def check_generate(stages: str, init: str, outputs: list[Path], fmt: str | None,
                        "use 'all', 'keyframes', or a list with extra stages of the backend, e.g. 'all,xl'")
     if init not in ("inverted", "noise"):
         raise VmcError(f"unknown --init {init!r}", "use 'inverted' or 'noise'")
-    check_counts(steps=numbers["steps"], invert_steps=numbers["invert_steps"])
+    if numbers.get("invert_with") not in (None, "profile", "base"):
+        raise VmcError(f"unknown --invert-with {numbers['invert_with']!r}", "use 'profile' or 'base'")
+    check_counts(steps=numbers["steps"], invert_steps=numbers["invert_steps"])  # (invert_with checked above)
     check_strength(numbers["strength"])
     check_motion_scale(numbers["motion_scale"])
     check_finite(guidance=numbers["guidance"])

@@ -182,20 +182,30 @@ def generate(name: str, prompts: list[str], outputs: list[Path], *, store: Profi
              stages: str = "all", fmt: str | None = None, init: str = "inverted", fps: float | None = None,
              strength: float | None = None, keyframe_outputs: list[Path] | None = None,
              motion_scale: float | None = None, sync=None,
-             side_by_side_outputs: list[Path] | None = None) -> list[dict]:
+             side_by_side_outputs: list[Path] | None = None, invert_with: str | None = None) -> list[dict]:
     """Sample new key-frames with each prompt from the profile's inverted noise, run the cascade, write videos
     (and, with ``keyframe_outputs``, the key-frames of the same run).
 
     ``sync``: one process of several (``accelerate launch``), with ``is_main`` and ``wait()``
     (a barrier, reached exactly once): the main process inverts and saves the clip first,
-    the others wait for it and read the saved inversion."""
+    the others wait for it and read the saved inversion.
+
+    ``invert_with``: ``profile`` (the tuned model at the motion scale inverts, as VMC's code does)
+    or ``base`` (the model without the profile inverts, the profile then samples); None: the
+    backend's default, else ``profile``."""
     import torch
 
     wanted_stages = check_generate(stages, init, outputs, fmt, keyframe_outputs, side_by_side_outputs, steps=steps,
                                     invert_steps=invert_steps, strength=strength, motion_scale=motion_scale,
-                                    guidance=guidance, fps=fps, seed=seed)
+                                    guidance=guidance, fps=fps, seed=seed, invert_with=invert_with)
+    from .plugins import get_backend
+
+    made_by = store.manifest(name).get("backend", {}).get("name")
+    invert_with = or_default(invert_with, get_backend(backend_name or made_by).defaults.get("invert_with", "profile"))
+    base_first = init == "inverted" and invert_with == "base"
+    # base first: the model holds the base weights while it inverts, the profile's come after
     backend, manifest = load_profile(name, store=store, runtime=runtime, backend_name=backend_name,
-                                     stages=wanted_stages, motion_scale=motion_scale)
+                                     stages=wanted_stages, motion_scale=0.0 if base_first else motion_scale)
     motion_scale = motion_scale_for(backend, motion_scale)
     steps = or_default(steps, backend.defaults["sample_steps"])
     guidance = or_default(guidance, backend.defaults["guidance"])
@@ -209,7 +219,10 @@ def generate(name: str, prompts: list[str], outputs: list[Path], *, store: Profi
     start = None
     if init == "inverted":
         x_t, start = _inverted_start(backend, name, manifest, store, runtime.progress, sync, steps=steps,
-                                     invert_steps=invert_steps, strength=strength, motion_scale=motion_scale)
+                                     invert_steps=invert_steps, strength=strength,
+                                     motion_scale=0.0 if base_first else motion_scale)
+        if base_first:
+            MotionPipeline(backend).apply_profile(store.load(name, WEIGHTS, manifest), motion_scale)
     else:
         if sync is not None:
             sync.wait()
@@ -219,6 +232,7 @@ def generate(name: str, prompts: list[str], outputs: list[Path], *, store: Profi
         source_key = backend.model_to_frames(store.load(name, CLIP, manifest)["clip"].to(backend.device, backend.dtype))
     pipeline = MotionPipeline(backend, runtime.progress)
     settings = {"seed": seed, "motion_scale": motion_scale, "steps": steps, "guidance": guidance, "init": init,
+                "invert_with": invert_with if init == "inverted" else None,
                 "strength": strength if init == "inverted" else None, "stages": stages}
     results = []
     for i, (prompt, out) in enumerate(zip(prompts, outputs)):

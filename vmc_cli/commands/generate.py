@@ -124,6 +124,10 @@ def generate(
     init: Annotated[str, typer.Option(
         "--init", help="Starting noise: inverted (DDIM inversion of the clip, the method) or noise (fresh).")
     ] = "inverted",
+    invert_with: Annotated[Optional[str], typer.Option(
+        "--invert-with", help="The model that inverts the clip: profile (the tuned model at --motion-scale, the "
+        "way VMC's code does it) or base (the model without the profile; sampling still uses it) "
+        "(default: the backend's, profile).", show_default=False)] = None,
     strength: Strength = None,
     motion_scale: MotionScale = None,
     stages: Annotated[str, typer.Option(
@@ -184,7 +188,7 @@ def generate(
             results = run(profile, [prompts[i] for i in mine], [outputs[i] for i in mine], store=ProfileStore(home),
                           runtime=runtime, backend_name=backend, steps=steps,
                           guidance=guidance, invert_steps=invert_steps, seed=seed, negative_prompt=negative_prompt,
-                          stages=stages, fmt=fmt, init=init, fps=fps, strength=strength,
+                          stages=stages, fmt=fmt, init=init, fps=fps, strength=strength, invert_with=invert_with,
                           keyframe_outputs=[keyframes[i] for i in mine] if keyframes else None,
                           motion_scale=motion_scale, sync=processes,
                           side_by_side_outputs=[pairs[i] for i in mine] if pairs else None)
