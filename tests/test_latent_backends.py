@@ -434,9 +434,10 @@ def test_the_readme_download_commands_carry_the_pins():
     from pathlib import Path
 
     from vmc_animatediff.backend import PINNED as ANIMATEDIFF
+    from vmc_wan.backend import PINNED as WAN
     from vmc_zeroscope.backend import PINNED as ZEROSCOPE
 
-    PINNED = {**ZEROSCOPE, **ANIMATEDIFF}
+    PINNED = {**ZEROSCOPE, **ANIMATEDIFF, **WAN}
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     found = dict(re.findall(r"hf download (\S+/\S+) --revision ([0-9a-f]{40})", readme))
     assert found and all(PINNED[repo] == commit for repo, commit in found.items()), found
