@@ -508,19 +508,19 @@ def _lora_motion_scale(fresh, tuned_backend, base, weights, clip):
     ab = {m: (next(n for n in weights if n.startswith(m + ".lora_A.")), next(n for n in weights
                                                                           if n.startswith(m + ".lora_B.")))
           for m in modules}
+    pipeline = MotionPipeline(fresh)
     for scale in (0.5, 0.0, 1.0):
-        again = fresh
-        MotionPipeline(again).apply_profile({n: torch.zeros_like(w) if ".lora_B." in n else w
-                                             for n, w in weights.items()})  # back to B = 0
-        MotionPipeline(again).apply_profile(weights, scale)
-        live = dict(again.unet.named_parameters())
+        pipeline.apply_profile({n: torch.zeros_like(w) if ".lora_B." in n else w
+                                for n, w in weights.items()})  # back to B = 0
+        pipeline.apply_profile(weights, scale)
+        live = dict(fresh.unet.named_parameters())
         for m, (a, b) in ab.items():
             want = scale * (weights[b] @ weights[a])
             assert torch.allclose(live[b].detach() @ live[a].detach(), want, atol=1e-6), (scale, m)
-        now = plain({k: v for k, v in again.unet.state_dict().items() if ".lora_" not in k})
+        now = plain({k: v for k, v in fresh.unet.state_dict().items() if ".lora_" not in k})
         assert all(torch.equal(now[k], w0) for k, w0 in base.items()), "a base weight moved"
         with torch.no_grad():
-            eps = again.predict_noise(x, t, text)
+            eps = fresh.predict_noise(x, t, text)
         if scale == 0:
             assert torch.equal(eps, base_eps)
         if scale == 1:
