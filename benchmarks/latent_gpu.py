@@ -48,11 +48,9 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
-import re
 import shlex
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +59,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from show1_gpu import (  # noqa: E402  (the timing and model helpers both benchmarks share)
     REFERENCE,
-    ROOT,
     Marker,
     SR2_CLIP_TEXT,
     SR2_VAE,
@@ -69,8 +66,9 @@ from show1_gpu import (  # noqa: E402  (the timing and model helpers both benchm
     peak_gib,
     peak_reset,
     random_model,
-    sync,
     timed_steps,
+    wall,
+    write_report,
 )
 
 PROMPT = "a red ball is rolling on a table"
@@ -178,14 +176,6 @@ def bench(name: str, args) -> tuple[dict, list[str]]:
     failed: list[str] = []
     clip = np.random.default_rng(0).integers(0, 256, (frames, height, width, 3), dtype=np.uint8)
 
-    def wall(fn):
-        peak_reset()
-        sync()
-        t0 = time.perf_counter()
-        out = fn()
-        sync()
-        return out, round(time.perf_counter() - t0, 3), peak_gib()
-
     z, result["encode_s"], result["encode_peak_gib"] = wall(lambda: backend.frames_to_model(clip))
     scale = backend.vae_scale
     if tuple(z.shape) != (1, 4, frames, height // scale, width // scale):
@@ -283,12 +273,7 @@ def main() -> None:
         del result
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / (
-        re.sub(r"[^A-Za-z0-9]+", "-", device_name).strip("-").lower() + "-latent"
-        + ("" if args.size == "full" else "-reduced") + ".json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"written {out}")
+    write_report(report, args.out, device_name, "latent", args.size)
     if all_failed:
         sys.exit(1)
 

@@ -102,6 +102,29 @@ def peak_gib() -> float | None:
     return round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None
 
 
+def wall(fn):
+    """``fn()``, its wall time in seconds (device synchronised) and the peak GPU memory it reached."""
+    peak_reset()
+    sync()
+    t0 = time.perf_counter()
+    out = fn()
+    sync()
+    return out, round(time.perf_counter() - t0, 3), peak_gib()
+
+
+def write_report(report: dict, out: str | None, device_name: str, name: str, size: str) -> Path:
+    """``report`` as JSON at ``out``, by default benchmarks/results/<device>-<name>[-reduced].json."""
+    import json
+
+    path = Path(out) if out else ROOT / "benchmarks" / "results" / (
+        re.sub(r"[^A-Za-z0-9]+", "-", device_name).strip("-").lower() + f"-{name}"
+        + ("" if size == "full" else "-reduced") + ".json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"written {path}")
+    return path
+
+
 def allocated_gib() -> float | None:
     return round(torch.cuda.memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None
 

@@ -55,13 +55,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import re
 import shlex
 import statistics
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing here reads the hub
@@ -70,9 +68,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from show1_gpu import ROOT, Marker, allocated_gib, peak_gib, peak_reset, random_model, sync, timed_steps  # noqa: E402
+from show1_gpu import (  # noqa: E402
+    ROOT, Marker, allocated_gib, peak_gib, peak_reset, random_model, timed_steps, wall, write_report)
 
-if str(ROOT / "backends") not in sys.path:  # vmc_wan is not registered (nor installed) yet
+if str(ROOT / "backends") not in sys.path:  # a source checkout without pip install -e
     sys.path.insert(0, str(ROOT / "backends"))
 
 PROMPT = "a cat is roaring"
@@ -177,14 +176,6 @@ def bench(args) -> tuple[dict, list[str]]:
     from vmc_wan.backend import LORA_TARGET
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-
-    def wall(fn):
-        peak_reset()
-        sync()
-        t0 = time.perf_counter()
-        out = fn()
-        sync()
-        return out, round(time.perf_counter() - t0, 3), peak_gib()
 
     (backend, counts), build_s, build_peak = wall(lambda: build(args, device))
     frames, width, height = backend.num_frames, backend.width, backend.height
@@ -302,12 +293,7 @@ def main() -> None:
           f"{result['resident_after_text_gib']} GiB; LoRA parameters changed: {result['lora_parameters_changed']}")
     print(f"  generation (50 + 50 steps and decoding): {result['generate_s']} s; checks: "
           f"{'passed' if not failed else '; '.join(failed)}")
-    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / (
-        re.sub(r"[^A-Za-z0-9]+", "-", device_name).strip("-").lower() + "-wan"
-        + ("" if args.size == "full" else "-reduced") + ".json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"written {out}")
+    write_report(report, args.out, device_name, "wan", args.size)
     if failed:
         sys.exit(1)
 
