@@ -25,7 +25,6 @@ from pathlib import Path
 
 from .errors import VmcError
 from .profiles import WEIGHTS, ProfileStore
-from .progress import SILENT
 from .runtime import Runtime, load_profile
 
 FORMATS = ("lora",)
@@ -118,8 +117,7 @@ def export_profile(name: str, out: str | Path, *, store: ProfileStore, runtime: 
         report = {"rank": layout.get("rank"), "ranks": [layout.get("rank")], "kept": 1.0,
                   "layers": len(tensors) // 2, "left_out": [], "approximated": False}
     else:
-        progress = runtime.progress if runtime.progress is not None else SILENT
-        progress.log(f"loading the key-frame model for the base weights of profile {name!r}")
+        runtime.progress.log(f"loading the key-frame model for the base weights of profile {name!r}")
         loaded, _ = load_profile(name, store=store, runtime=runtime, backend_name=made_by,
                                  stages=("keyframes",), motion_scale=0.0)  # scale 0: the base weights, W0
         base = dict(loaded.unet.named_parameters())

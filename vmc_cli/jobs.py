@@ -191,17 +191,13 @@ def generate(name: str, prompts: list[str], outputs: list[Path], *, store: Profi
     the others wait for it and read the saved inversion.
 
     ``invert_with``: ``profile`` (the tuned model at the motion scale inverts, as VMC's code does)
-    or ``base`` (the model without the profile inverts, the profile then samples); None: the
-    backend's default, else ``profile``."""
+    or ``base`` (the model without the profile inverts, the profile then samples); None: ``profile``."""
     import torch
 
     wanted_stages = check_generate(stages, init, outputs, fmt, keyframe_outputs, side_by_side_outputs, steps=steps,
                                     invert_steps=invert_steps, strength=strength, motion_scale=motion_scale,
                                     guidance=guidance, fps=fps, seed=seed, invert_with=invert_with)
-    from .plugins import get_backend
-
-    made_by = store.manifest(name).get("backend", {}).get("name")
-    invert_with = or_default(invert_with, get_backend(backend_name or made_by).defaults.get("invert_with", "profile"))
+    invert_with = invert_with or "profile"
     base_first = init == "inverted" and invert_with == "base"
     # base first: the model holds the base weights while it inverts, the profile's come after
     backend, manifest = load_profile(name, store=store, runtime=runtime, backend_name=backend_name,

@@ -127,7 +127,7 @@ def generate(
     invert_with: Annotated[Optional[str], typer.Option(
         "--invert-with", help="The model that inverts the clip: profile (the tuned model at --motion-scale, the "
         "way VMC's code does it) or base (the model without the profile; sampling still uses it) "
-        "(default: the backend's, profile).", show_default=False)] = None,
+        "(default: profile).", show_default=False)] = None,
     strength: Strength = None,
     motion_scale: MotionScale = None,
     stages: Annotated[str, typer.Option(
