@@ -24,6 +24,9 @@ def test_save_and_load_round_trip(tmp_path):
     assert unet2.config.sample_size == shapes_model.SIZE
     assert torch.equal(tok2(["a red circle is moving"]), tok(["a red circle is moving"]))
     assert not (tmp_path / "weights.tmp").exists()
+    # saved again from the loaded copy (as training does with --init): no local path in the config
+    shapes_model.save_pretrained(tmp_path / "again", unet2, text2, {"note": "test"})
+    assert str(tmp_path) not in (tmp_path / "again" / "unet" / "config.json").read_text()
 
 
 @pytest.mark.slow

@@ -66,6 +66,12 @@ def save_pretrained(folder: Path, unet, text, metadata: dict) -> None:
         copy.deepcopy(unet).to("cpu", torch.float16).save_pretrained(tmp / "unet")
         copy.deepcopy(text).to("cpu", torch.float16).save_pretrained(tmp / "text_encoder")
     DDPMScheduler.from_config(SCHEDULER).save_pretrained(tmp / "scheduler")
+    # diffusers records the folder the UNet was loaded from (a machine's own path after --init);
+    # saved weights name the shipped folder instead, so no local path leaks into the config
+    config = json.loads((tmp / "unet" / "config.json").read_text())
+    if "_name_or_path" in config:
+        config["_name_or_path"] = "vmc_shapes/weights"
+        (tmp / "unet" / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     (tmp / "training.json").write_text(json.dumps(metadata, indent=2) + "\n")
     if folder.exists():
         shutil.rmtree(folder)
