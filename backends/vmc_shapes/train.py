@@ -64,6 +64,9 @@ def main() -> None:
                     help="give the temporal attention sinusoidal frame positions up to FRAMES behind a gain that "
                          "starts at zero (vmc_pixel.frame_positions); with --init, the rest of the weights are "
                          "those of --init")
+    ap.add_argument("--gain-lr-scale", type=float, default=10.0, metavar="X",
+                    help="the frame-position gains learn X times the network's rate, without weight decay "
+                         "(default 10)")
     ap.add_argument("--check", type=int, default=0, metavar="SEEDS",
                     help="afterwards, sample every caption from noise with this many seeds and report accuracy")
     args = ap.parse_args()
@@ -99,11 +102,11 @@ def main() -> None:
     sched = DDPMScheduler.from_config(shapes_model.SCHEDULER)
     params = list(unet.parameters()) + list(text.parameters())
     # frame-position gains start at zero and would take thousands of steps at the network's rate:
-    # they learn 10x faster, without weight decay pulling them back to zero
+    # they learn --gain-lr-scale times faster, without weight decay pulling them back to zero
     gains = [p for n, p in unet.named_parameters() if n.endswith("frame_position_gain")]
     rest = [p for p in params if all(p is not g for g in gains)]
     opt = torch.optim.AdamW([{"params": rest, "scale": 1.0},
-                             *([{"params": gains, "scale": 10.0, "weight_decay": 0.0}] if gains else [])],
+                             *([{"params": gains, "scale": args.gain_lr_scale, "weight_decay": 0.0}] if gains else [])],
                             lr=args.lr, weight_decay=1e-2)
     budget = 60 * args.max_minutes if args.max_minutes else None
     train_start = time.time()
@@ -168,8 +171,9 @@ def main() -> None:
         if args.save_every and time.time() - last_save > 60 * args.save_every:
             save(False)
             last_save = time.time()
-        if step % 200 == 0 or step == args.steps - 1:
-            print(f"step {step} loss {np.mean(losses[-200:]):.4f} {time.time() - started:.0f}s", flush=True)
+        if step % 100 == 0 or step == args.steps - 1:
+            shown = f" |gain| {float(torch.cat([g.detach().abs().flatten() for g in gains]).mean()):.3f}" if gains else ""
+            print(f"step {step} loss {np.mean(losses[-200:]):.4f}{shown} {time.time() - started:.0f}s", flush=True)
         if budget and progress(step + 1) >= 1:
             break
     seconds = time.time() - started
