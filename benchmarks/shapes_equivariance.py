@@ -64,13 +64,15 @@ def survey(name: str, unet, seeds: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--model-path", default=None, help="a shapes model folder (default: the shipped weights)")
     args = ap.parse_args()
     from vmc_pixel.unet import Show1UNet3DConditionModel
     from vmc_shapes.model import load, with_frame_positions
 
     results = {}
-    unet = load()[0]
-    results["shapes (shipped)"] = survey("shapes model (shipped weights)", unet, args.seeds)
+    unet = load(args.model_path)[0] if args.model_path else load()[0]
+    label = f"shapes model ({args.model_path or 'shipped weights'})"
+    results[label] = survey(label, unet, args.seeds)
     config = REFERENCE / "tiny_base.config.json"
     if config.exists():
         from safetensors.torch import load_file
