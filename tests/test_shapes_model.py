@@ -40,6 +40,28 @@ def test_training_script_runs_and_records_its_recipe(tmp_path):
     assert shapes_model.load(out)[0].config.sample_size == shapes_model.SIZE
 
 
+@pytest.mark.slow
+def test_frame_position_gains_learn_at_their_own_rate(tmp_path):
+    """Adam's first step moves a parameter by lr x g / (|g| + eps): about lr where the gradient is
+    not tiny. One step from zero gains (no warm-up, no weight average), same seed, so with
+    --gain-lr-scale 1000 every gain moves exactly 1000 times as far as with 1."""
+    from safetensors.torch import load_file
+
+    def gains_after_one_step(scale: float) -> torch.Tensor:
+        out = tmp_path / f"w{scale:g}"
+        subprocess.run([sys.executable, "-m", "vmc_shapes.train", "--steps", "1", "--warmup", "1", "--batch", "2",
+                        "--clips", "4", "--device", "cpu", "--lr", "1e-4", "--ema", "0", "--frame-positions", "8",
+                        "--gain-lr-scale", str(scale), "--out", str(out)], check=True, capture_output=True)
+        assert shapes_model.training_record(out)["recipe"]["gain_lr_scale"] == scale
+        weights = load_file(out / "unet" / "diffusion_pytorch_model.safetensors")
+        return torch.cat([v.float().abs().flatten() for k, v in weights.items() if k.endswith("frame_position_gain")])
+
+    slow, fast = gains_after_one_step(1.0), gains_after_one_step(1000.0)
+    assert slow.numel() > 0 and bool((slow > 0).all())
+    assert abs(float(slow.median()) - 1e-4) < 2e-6  # most gradients are far above eps
+    assert torch.allclose(fast / slow, torch.full_like(slow, 1000.0), rtol=3e-3)  # float16 storage
+
+
 def test_the_backend_turns_what_training_teaches_back_into_the_noise(tmp_path):
     """Constructed case: x0 and eps, noised at a few timesteps of the model's schedule. Training
     teaches v = sqrt(abar) eps - sqrt(1 - abar) x0 there, and a network that outputs exactly that
