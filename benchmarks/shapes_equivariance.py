@@ -67,10 +67,10 @@ def main() -> None:
     ap.add_argument("--model-path", default=None, help="a shapes model folder (default: the shipped weights)")
     args = ap.parse_args()
     from vmc_pixel.unet import Show1UNet3DConditionModel
-    from vmc_shapes.model import load, with_frame_positions
+    from vmc_shapes.model import WEIGHTS, load, with_frame_positions
 
     results = {}
-    unet = load(args.model_path)[0] if args.model_path else load()[0]
+    unet = load(args.model_path or WEIGHTS)[0]
     label = f"shapes model ({args.model_path or 'shipped weights'})"
     results[label] = survey(label, unet, args.seeds)
     config = REFERENCE / "tiny_base.config.json"

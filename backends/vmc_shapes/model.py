@@ -63,15 +63,13 @@ def save_pretrained(folder: Path, unet, text, metadata: dict) -> None:
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     with quiet_libraries(), no_progress_bars():
-        copy.deepcopy(unet).to("cpu", torch.float16).save_pretrained(tmp / "unet")
+        half = copy.deepcopy(unet).to("cpu", torch.float16)
+        # from_pretrained records the folder it read (a machine's own path after --init) in the
+        # config; saved weights name the shipped folder instead, so no local path leaks out
+        half.register_to_config(_name_or_path="vmc_shapes/weights")
+        half.save_pretrained(tmp / "unet")
         copy.deepcopy(text).to("cpu", torch.float16).save_pretrained(tmp / "text_encoder")
     DDPMScheduler.from_config(SCHEDULER).save_pretrained(tmp / "scheduler")
-    # diffusers records the folder the UNet was loaded from (a machine's own path after --init);
-    # saved weights name the shipped folder instead, so no local path leaks into the config
-    config = json.loads((tmp / "unet" / "config.json").read_text())
-    if "_name_or_path" in config:
-        config["_name_or_path"] = "vmc_shapes/weights"
-        (tmp / "unet" / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     (tmp / "training.json").write_text(json.dumps(metadata, indent=2) + "\n")
     if folder.exists():
         shutil.rmtree(folder)
