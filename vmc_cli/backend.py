@@ -113,6 +113,23 @@ class Backend:
         clip can be checked and read at the right size first. ``options``: the backend's declared
         options, as :meth:`load` gets them. Default: nothing to do."""
 
+    def lora_layouts(self) -> dict:
+        """The LoRA file layouts it writes (``vmc export --format``) and reads (``vmc import``), by
+        format name: ``lora`` (diffusers' keys under :attr:`lora_prefix`) when it has a LoRA format;
+        a backend whose model runs in other tools adds theirs (``comfyui``)."""
+        if not self.lora_prefix:
+            return {}
+        from .lora_files import diffusers_layout
+
+        return {"lora": diffusers_layout(self.lora_prefix)}
+
+    def adapter_from_lora(self, pairs: dict) -> "tuple[dict, dict] | None":
+        """``vmc import`` on a backend whose profiles are LoRA adapters (Wan): the profile's weights
+        and its ``[adapter]`` layout for ``pairs`` (module -> A, B, alpha), checked against the
+        loaded model. None (the default): the profile holds tuned weights, and the core merges
+        each module's ``scale B A`` into its base weight."""
+        return None
+
     def set_keyframe_size(self, width: int | None, height: int | None) -> None:
         """``vmc tune --width/--height``: key-frames of another size. Refused by backends with a
         fixed size (the default); latent backends accept multiples of their downsampling."""

@@ -20,7 +20,7 @@ from typing import Any, Iterable
 from .errors import VmcError
 
 #: the commands whose runs load a backend, so take backend options
-COMMANDS = ("tune", "invert", "generate")
+COMMANDS = ("tune", "invert", "generate", "export", "import")
 #: options the CLI also takes under a flag of their own (kept as they were before --option)
 FLAGS = {"adapter": "--adapter"}
 _TYPES = {str: "text", int: "a whole number", float: "a number", bool: "yes or no"}

@@ -127,7 +127,7 @@ def check_motion_scale(scale: float | None) -> None:
                        "1 is the profile as tuned, 0 the base model, 0.6-0.8 softens it, above 1 exaggerates it")
 
 
-def check_generate(stages: str, init: str, outputs: list[Path], fmt: str | None, keyframe_outputs, side_by_side,
+def check_generate(stages: str, init: str | None, outputs: list[Path], fmt: str | None, keyframe_outputs, side_by_side,
                     **numbers) -> tuple[str, ...]:
     """Every ``vmc generate`` input that needs no model, checked before any work; the stages wanted."""
     from .video import check_output
@@ -136,7 +136,7 @@ def check_generate(stages: str, init: str, outputs: list[Path], fmt: str | None,
     if not wanted_stages or "keyframes" not in wanted_stages and "all" not in wanted_stages:
         raise VmcError(f"unknown --stages {stages!r}",
                        "use 'all', 'keyframes', or a list with extra stages of the backend, e.g. 'all,xl'")
-    if init not in ("inverted", "noise"):
+    if init not in (None, "inverted", "noise"):
         raise VmcError(f"unknown --init {init!r}", "use 'inverted' or 'noise'")
     if numbers.get("invert_with") not in (None, "profile", "base"):
         raise VmcError(f"unknown --invert-with {numbers['invert_with']!r}", "use 'profile' or 'base'")

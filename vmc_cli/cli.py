@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from .commands import backends, evaluate, export, generate, invert, profiles, prompt, tune
+from .commands import backends, evaluate, export, generate, import_lora, invert, profiles, prompt, tune
 from .errors import VmcError
 from .options import BackendOptionsCommand
 
@@ -27,7 +27,8 @@ app.command("tune", cls=tune.TuneCommand)(tune.tune)
 app.command("invert", cls=BackendOptionsCommand)(invert.invert)
 app.command("generate", cls=BackendOptionsCommand)(generate.generate)
 app.command("eval")(evaluate.evaluate)
-app.command("export")(export.export)
+app.command("export", cls=BackendOptionsCommand)(export.export)
+app.command("import", cls=BackendOptionsCommand)(import_lora.import_lora)
 app.add_typer(profiles.app, name="profiles")
 app.command("backends")(backends.backends)
 
@@ -72,7 +73,7 @@ def _command_of(argv: list[str]) -> str:
 
 
 #: the command tree, for naming the command in a usage error's hint
-COMMANDS = {"": ("prompt", "tune", "invert", "generate", "eval", "export", "profiles", "backends"),
+COMMANDS = {"": ("prompt", "tune", "invert", "generate", "eval", "export", "import", "profiles", "backends"),
             "profiles": ("list", "show", "rm", "clean", "path")}
 
 

@@ -1,11 +1,10 @@
-"""``vmc export PROFILE --format lora``: a profile as a standard LoRA file that other tools load.
+"""``vmc export PROFILE --format lora|comfyui``: a profile as a LoRA file other tools load.
 
-The file is safetensors with diffusers' LoRA keys, ``<component>.<module>.lora_A.weight``
-(rank x in) and ``.lora_B.weight`` (out x rank), no alphas (alpha = rank, scale 1: what
-``load_lora_weights`` assumes for such a file), so ``weight + B A`` is the tuned weight.
-``<component>`` is the backend's ``lora_prefix``: ``transformer`` for Wan, ``unet`` for the
-U-Net backends (AnimateDiff's motion modules keep their ``motion_modules`` names: the layout
-diffusers' ``AnimateDiffPipeline.load_lora_weights`` takes for motion LoRAs).
+The file is safetensors in one of the backend's layouts (:mod:`vmc_cli.lora_files`): ``lora``,
+diffusers' keys (``<component>.<module>.lora_A.weight`` / ``.lora_B.weight``, no alphas, scale 1:
+``weight + B A`` is the tuned weight; ``<component>`` is the backend's ``lora_prefix``), or
+``comfyui``, the keys of the model's native tools where the backend has them (ComfyUI's Wan keys
+with alpha = rank; the original AnimateDiff motion-LoRA keys for AnimateDiff-Evolved).
 
 - A profile whose adapters are LoRA already (Wan; ``[adapter]`` in its manifest) is written
   as it is: its A and B under the file's keys, nothing approximated, no model loaded.
@@ -27,14 +26,16 @@ from .errors import VmcError
 from .profiles import WEIGHTS, ProfileStore
 from .runtime import Runtime, load_profile
 
-FORMATS = ("lora",)
+#: ``--format``: lora (diffusers' layout, every backend with a LoRA format), comfyui (the
+#: backend's native tools' layout, where it has one)
+FORMATS = ("lora", "comfyui")
 #: the rank of a U-Net profile's low-rank approximation when --rank is not given
 DEFAULT_RANK = 32
 
 
 def check_export(fmt: str, out: Path, rank: int | None) -> None:
-    """Refuse, before any work, a format other than ``lora``, a rank below 1, and an output that
-    is not a ``.safetensors`` file that can be written."""
+    """Refuse, before any work, an unknown format, a rank below 1, and an output that is not a
+    ``.safetensors`` file that can be written."""
     from .video import check_output
 
     if fmt not in FORMATS:
@@ -46,20 +47,24 @@ def check_export(fmt: str, out: Path, rank: int | None) -> None:
     check_output(Path(out), None, "-o", suffix=".safetensors")
 
 
-def peft_to_lora_key(name: str, prefix: str) -> str:
-    """peft's parameter name -> the file's key: ``blocks.0.attn1.to_q.lora_A.default.weight`` ->
-    ``transformer.blocks.0.attn1.to_q.lora_A.weight``."""
-    for ab in ("lora_A", "lora_B"):
-        marker = f".{ab}."
-        if marker in name:
-            module = name.split(marker, 1)[0]
-            return f"{prefix}.{module}.{ab}.weight"
-    raise VmcError(f"the profile's tensor {name!r} is not a LoRA factor", "tune the profile again with this vmc")
+def peft_pairs(weights: dict) -> dict:
+    """A LoRA profile's tensors (peft's names, ``blocks.0.attn1.to_q.lora_A.default.weight``) as
+    pairs: ``{"blocks.0.attn1.to_q": {"A": ..., "B": ...}}``."""
+    pairs: dict = {}
+    for name, value in weights.items():
+        for part in ("A", "B"):
+            marker = f".lora_{part}."
+            if marker in name:
+                pairs.setdefault(name.split(marker, 1)[0], {})[part] = value
+                break
+        else:
+            raise VmcError(f"the profile's tensor {name!r} is not a LoRA factor", "tune the profile again with this vmc")
+    return pairs
 
 
-def low_rank(weights: dict, base: dict, prefix: str, rank: int) -> tuple[dict, dict]:
+def low_rank(weights: dict, base: dict, rank: int) -> tuple[dict, dict]:
     """Each 2-D weight's change ``W - W0`` as LoRA factors of rank ``min(rank, its dims)``, by SVD
-    (``B = U_r S_r``, ``A = V_r^T``). Returns (tensors, report)."""
+    (``B = U_r S_r``, ``A = V_r^T``). Returns (pairs by module, report)."""
     import torch
 
     tensors, kept, total, left_out, ranks = {}, 0.0, 0.0, [], set()
@@ -78,23 +83,24 @@ def low_rank(weights: dict, base: dict, prefix: str, rank: int) -> tuple[dict, d
         r = min(rank, s.numel())
         ranks.add(r)
         kept += float((s[:r] ** 2).sum())
-        module = name[: -len(".weight")]
-        tensors[f"{prefix}.{module}.lora_A.weight"] = vh[:r].to(torch.float32).contiguous()
-        tensors[f"{prefix}.{module}.lora_B.weight"] = (u[:, :r] * s[:r]).to(torch.float32).contiguous()
+        tensors[name[: -len(".weight")]] = {"A": vh[:r].to(torch.float32).contiguous(),
+                                            "B": (u[:, :r] * s[:r]).to(torch.float32).contiguous()}
     if not tensors:
         raise VmcError("the profile tunes no 2-D weight a LoRA can hold (only biases, norms or convolutions)",
                        "export a profile tuned with --target qkv (the default)")
     report = {"rank": max(ranks), "ranks": sorted(ranks), "kept": kept / total if total > 0 else 1.0,
-              "layers": len(tensors) // 2, "left_out": left_out, "approximated": True}
+              "layers": len(tensors), "left_out": left_out, "approximated": True}
     return tensors, report
 
 
 def export_profile(name: str, out: str | Path, *, store: ProfileStore, runtime: Runtime | None = None,
                    fmt: str = "lora", rank: int | None = None) -> dict:
-    """Write profile ``name`` as a LoRA file at ``out`` (atomically: all of it or nothing). Returns the report."""
+    """Write profile ``name`` as a LoRA file at ``out`` in format ``fmt`` (atomically: all of it or
+    nothing). Returns the report."""
     import torch
     from safetensors.torch import save_file
 
+    from .lora_files import metadata, write_tensors
     from .plugins import get_backend
 
     runtime = runtime or Runtime()
@@ -103,34 +109,43 @@ def export_profile(name: str, out: str | Path, *, store: ProfileStore, runtime: 
     manifest = store.manifest(name)
     made_by = manifest.get("backend", {}).get("name")
     backend = get_backend(made_by)
-    prefix = getattr(backend, "lora_prefix", None)
-    if not prefix:
+    layouts = backend.lora_layouts()
+    if not layouts:
         raise VmcError(f"backend {made_by!r} has no LoRA format, so profile {name!r} cannot be exported as one",
                        "use the profile with vmc generate")
+    if fmt not in layouts:
+        raise VmcError(f"backend {made_by!r} has no {fmt} layout (no tool of that kind runs its model)",
+                       f"use --format {' or '.join(layouts)}")
+    layout = layouts[fmt]
     weights = store.load(name, WEIGHTS, manifest)
-    layout = manifest.get("adapter") or {}
-    if layout.get("kind") == "lora":
-        if rank is not None and rank != layout.get("rank"):
-            raise VmcError(f"profile {name!r} is LoRA adapters of rank {layout.get('rank')} already, not {rank}",
+    adapter = manifest.get("adapter") or {}
+    if adapter.get("kind") == "lora":
+        if rank is not None and rank != adapter.get("rank"):
+            raise VmcError(f"profile {name!r} is LoRA adapters of rank {adapter.get('rank')} already, not {rank}",
                            "drop --rank (or tune again with --option lora_rank=N)")
-        tensors = {peft_to_lora_key(n, prefix): w.to(torch.float32).contiguous() for n, w in weights.items()}
-        report = {"rank": layout.get("rank"), "ranks": [layout.get("rank")], "kept": 1.0,
-                  "layers": len(tensors) // 2, "left_out": [], "approximated": False}
+        scale = float(adapter.get("alpha", adapter.get("rank"))) / float(adapter.get("rank"))
+        pairs = {m: {"A": p["A"].to(torch.float32), "B": p["B"].to(torch.float32) * scale}
+                 for m, p in peft_pairs(weights).items()}
+        report = {"rank": adapter.get("rank"), "ranks": [adapter.get("rank")], "kept": 1.0,
+                  "layers": len(pairs), "left_out": [], "approximated": False}
     else:
         runtime.progress.log(f"loading the key-frame model for the base weights of profile {name!r}")
         loaded, _ = load_profile(name, store=store, runtime=runtime, backend_name=made_by,
                                  stages=("keyframes",), motion_scale=0.0)  # scale 0: the base weights, W0
         base = dict(loaded.unet.named_parameters())
-        tensors, report = low_rank(weights, base, prefix, rank or DEFAULT_RANK)
-    metadata = {"format": "pt", "vmc_profile": name, "vmc_backend": str(made_by), "vmc_rank": str(report["rank"]),
-                "vmc_kept": f"{report['kept']:.6f}"}
+        pairs, report = low_rank(weights, base, rank or DEFAULT_RANK)
+    strength = float(backend.defaults.get("motion_scale", 1.0))
+    tensors = write_tensors(pairs, layout)
+    meta = {"format": "pt", **metadata(manifest, layout=layout, fmt=fmt, rank=int(report["rank"]), strength=strength),
+            "vmc_kept": f"{report['kept']:.6f}"}
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     os.close(fd)
     try:
-        save_file(tensors, tmp, metadata=metadata)
+        save_file(tensors, tmp, metadata=meta)
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return {"profile": name, "backend": made_by, "format": fmt, "path": str(out), "prefix": prefix,
-            "tensors": len(tensors), **report}
+    return {"profile": name, "backend": made_by, "format": fmt, "layout": layout.name, "loads_in": layout.tools,
+            "path": str(out), "prefix": getattr(backend, "lora_prefix", None), "tensors": len(tensors),
+            "suggested_strength": strength, **report}

@@ -109,6 +109,14 @@ def _tune_locked(job: TuneJob, store: ProfileStore, runtime: Runtime) -> dict:
             "resumed_at_step": result["resumed_at"]}
 
 
+def noise_shape(backend) -> tuple[int, ...]:
+    """The key-frames' shape in model space, (1, C, F, h, w), as the backend maps a clip of its size."""
+    import numpy as np
+
+    blank = np.zeros((backend.num_frames, backend.height, backend.width, 3), np.uint8)
+    return tuple(backend.frames_to_model(blank).shape)
+
+
 def inversion_settings(backend, steps: int, strength: float, motion_scale: float = 1.0) -> dict:
     """Everything that decides an inversion's result (compared before a saved one is reused),
     the motion scale of the weights it is made with included."""
@@ -146,6 +154,8 @@ def invert_profile(name: str, *, store: ProfileStore, runtime: Runtime, steps: i
     check_strength(strength)
     check_counts(steps=steps)
     check_motion_scale(motion_scale)
+    if not has_clip(store.manifest(name)):
+        raise no_clip_error(name, store.manifest(name), "invert")
     backend, manifest = load_profile(name, store=store, runtime=runtime, backend_name=backend_name,
                                      stages=("keyframes",), motion_scale=motion_scale)
     motion_scale = motion_scale_for(backend, motion_scale)
@@ -176,10 +186,36 @@ def _inverted_start(backend, name: str, manifest: dict, store: ProfileStore, pro
     return x_t, start
 
 
+def has_clip(manifest: dict) -> bool:
+    """Whether a profile keeps its source clip (a tuned one does; one made by ``vmc import`` not)."""
+    return CLIP in manifest.get("files", {})
+
+
+def no_clip_error(name: str, manifest: dict, what: str) -> VmcError:
+    made = manifest.get("source", {}).get("path", "a LoRA file")
+    return VmcError(f"profile {name!r} has no source clip to {what} (it was imported from {made})",
+                    "generate from fresh noise: --init noise (the default for such a profile)")
+
+
+def resolve_init(init: str | None, name: str, manifest: dict, progress: Reporter, side_by_side) -> str:
+    """``--init``: as given, else ``inverted`` for a profile with a source clip and ``noise``
+    (said on stderr) for one without; inversion or a side-by-side asked of a clipless one: one line."""
+    if has_clip(manifest):
+        return init or "inverted"
+    if init == "inverted":
+        raise no_clip_error(name, manifest, "invert")
+    if side_by_side:
+        raise no_clip_error(name, manifest, "show beside the output (--side-by-side)")
+    if init is None:
+        progress.log(f"profile {name!r} has no source clip (made by vmc import): generating from fresh noise "
+                     "(--init noise)")
+    return "noise"
+
+
 def generate(name: str, prompts: list[str], outputs: list[Path], *, store: ProfileStore, runtime: Runtime,
              backend_name: str | None = None, steps: int | None = None, guidance: float | None = None,
              invert_steps: int | None = None, seed: int = 0, negative_prompt: str | None = None,
-             stages: str = "all", fmt: str | None = None, init: str = "inverted", fps: float | None = None,
+             stages: str = "all", fmt: str | None = None, init: str | None = None, fps: float | None = None,
              strength: float | None = None, keyframe_outputs: list[Path] | None = None,
              motion_scale: float | None = None, sync=None,
              side_by_side_outputs: list[Path] | None = None, invert_with: str | None = None) -> list[dict]:
@@ -197,6 +233,7 @@ def generate(name: str, prompts: list[str], outputs: list[Path], *, store: Profi
     wanted_stages = check_generate(stages, init, outputs, fmt, keyframe_outputs, side_by_side_outputs, steps=steps,
                                     invert_steps=invert_steps, strength=strength, motion_scale=motion_scale,
                                     guidance=guidance, fps=fps, seed=seed, invert_with=invert_with)
+    init = resolve_init(init, name, store.manifest(name), runtime.progress, side_by_side_outputs)
     invert_with = invert_with or "profile"
     base_first = init == "inverted" and invert_with == "base"
     # base first: the model holds the base weights while it inverts, the profile's come after
@@ -222,7 +259,7 @@ def generate(name: str, prompts: list[str], outputs: list[Path], *, store: Profi
     else:
         if sync is not None:
             sync.wait()
-        shape = store.load(name, CLIP, manifest)["clip"].shape
+        shape = store.load(name, CLIP, manifest)["clip"].shape if has_clip(manifest) else noise_shape(backend)
     source_key = None
     if side_by_side_outputs:  # the frames the profile was tuned on, as the model saw them
         source_key = backend.model_to_frames(store.load(name, CLIP, manifest)["clip"].to(backend.device, backend.dtype))

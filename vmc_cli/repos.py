@@ -133,6 +133,18 @@ def missing_files(folder: Path, spec: RepoSpec, need_index: bool = True) -> list
     return missing
 
 
+def weights_revision(folder: Path) -> str:
+    """sha256 (first 16 hex digits) over a shipped or self-trained model folder's configs and
+    weight files (not its ``training.json``): a retrained model gets a new revision, so profiles
+    of the old one are refused."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(folder).rglob("*")):
+        if path.is_file() and path.suffix in (".json", ".safetensors") and path.name != "training.json":
+            digest.update(path.relative_to(folder).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def config_hash(folder: Path, spec: RepoSpec) -> str:
     """``sha256:<16 hex>`` over the configuration files a role uses (not the weights)."""
     paths = [folder / "model_index.json"] if (folder / "model_index.json").is_file() else []

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 from vmc_cli.errors import VmcError
@@ -54,6 +55,43 @@ def adapter_spec(repo_id: str) -> RepoSpec:
     return RepoSpec("keyframes", repo_id, ("",), ("",), "the AnimateDiff motion adapter", index_file="config.json")
 
 
+_MODULE = re.compile(r"(down_blocks\.\d+|mid_block|up_blocks\.\d+)\.motion_modules\.(\d+)\.transformer_blocks\.(\d+)"
+                     r"\.attn([12])\.(to_q|to_k|to_v|to_out\.0)")
+_ORIGINAL = re.compile(r"(down_blocks\.\d+|mid_block|up_blocks\.\d+)\.motion_modules\.(\d+)\.temporal_transformer"
+                       r"\.transformer_blocks\.(\d+)\.attention_blocks\.([01])\.processor\.(to_q|to_k|to_v|to_out)_lora"
+                       r"\.(down|up)\.weight")
+
+
+def motion_lora_key(module: str, part: str) -> str:
+    """diffusers' ``down_blocks.0.motion_modules.1.transformer_blocks.0.attn2.to_out.0`` -> the original
+    motion-LoRA key ``down_blocks.0.motion_modules.1.temporal_transformer.transformer_blocks.0.
+    attention_blocks.1.processor.to_out_lora.down.weight`` (``A`` is ``down``, ``B`` ``up``)."""
+    m = _MODULE.fullmatch(module)
+    if m is None:
+        raise VmcError(f"{module!r} is not a motion module's attention projection", "export with --format lora")
+    projection = m[5].replace(".0", "")
+    return (f"{m[1]}.motion_modules.{m[2]}.temporal_transformer.transformer_blocks.{m[3]}.attention_blocks."
+            f"{int(m[4]) - 1}.processor.{projection}_lora.{'down' if part == 'A' else 'up'}.weight")
+
+
+def motion_lora_layout():
+    """The original AnimateDiff motion-LoRA keys (guoyww's motion LoRAs), which
+    AnimateDiff-Evolved's motion-LoRA loader takes: no ``unet.`` prefix, no alphas (scale 1),
+    attention block 0 is diffusers' ``attn1`` and 1 its ``attn2``."""
+    from vmc_cli.lora_files import LoraLayout
+
+    def parse(key: str):
+        m = _ORIGINAL.fullmatch(key)
+        if m is None:
+            return None
+        projection = "to_out.0" if m[5] == "to_out" else m[5]
+        return (f"{m[1]}.motion_modules.{m[2]}.transformer_blocks.{m[3]}.attn{int(m[4]) + 1}.{projection}",
+                "A" if m[6] == "down" else "B")
+
+    return LoraLayout("animatediff-motion-lora", "ComfyUI AnimateDiff-Evolved (Load AnimateDiff LoRA)",
+                      motion_lora_key, parse)
+
+
 def _cuda() -> bool:
     import torch
 
@@ -66,6 +104,11 @@ class AnimateDiffBackend(LatentVideoBackend):
     num_frames, width, height = 16, 512, 512
     fps = 8.0
     defaults = {"invert_steps": 50, "sample_steps": 50, "guidance": 7.5, "negative_prompt": ""}
+
+    def lora_layouts(self) -> dict:
+        """diffusers' keys (``--format lora``, ``AnimateDiffPipeline.load_lora_weights``) and the
+        original motion-LoRA keys (``--format comfyui``, AnimateDiff-Evolved)."""
+        return {**super().lora_layouts(), "comfyui": motion_lora_layout()}
 
     def unet_forward(self, x, t, text):
         # UNetMotionModel runs its 2D layers on batch x frames images and, unlike

@@ -16,7 +16,6 @@ like any checkpoint: the shipped one, or another one given by ``--model-path`` o
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -25,22 +24,13 @@ import torch
 
 from vmc_cli.backend import Backend, torch_dtype
 from vmc_cli.errors import VmcError
+from vmc_cli.repos import weights_revision  # noqa: F401  (tests import it from here)
 from vmc_pixel.tiny import SmallTextModel, TinyBackend
 
 #: the tiny cascade at lower strengths: its random weights add noise in proportion
 #: and motion-compensated in-betweens, so that a shape travels between key-frames instead of
 #: fading out in one place and in at the next
 CASCADE = {"interpolation": {"strength": 0.2, "baseline": "motion"}, "upscale": {"strength": 0.15}}
-
-
-def weights_revision(folder: Path) -> str:
-    """sha256 (first 16 hex digits) over the folder's configs and weight files."""
-    digest = hashlib.sha256()
-    for path in sorted(folder.rglob("*")):
-        if path.is_file() and path.suffix in (".json", ".safetensors") and path.name != "training.json":
-            digest.update(path.relative_to(folder).as_posix().encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
 
 
 class ShapesBackend(SmallTextModel, Backend):

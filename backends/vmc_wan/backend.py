@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 from vmc_cli.errors import VmcError
@@ -138,22 +139,65 @@ def lora_layout(rank: int, projections, blocks, count: int, seed: int = 0) -> di
             "init_seed": int(seed)}
 
 
+#: diffusers' Wan projection names -> the native (ComfyUI, Wan's own code) ones
+NATIVE_PROJECTIONS = {"to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "o"}
+NATIVE_ATTENTION = {"attn1": "self_attn", "attn2": "cross_attn"}
+_MODULE = re.compile(r"blocks\.(\d+)\.(attn[12])\.(to_q|to_k|to_v|to_out\.0)")
+_COMFY = re.compile(r"diffusion_model\.blocks\.(\d+)\.(self_attn|cross_attn)\.([qkvo])\."
+                    r"(lora_A\.weight|lora_B\.weight|lora_down\.weight|lora_up\.weight|alpha)")
+_KOHYA = re.compile(r"lora_unet_blocks_(\d+)_(self_attn|cross_attn)_([qkvo])\.(lora_down\.weight|lora_up\.weight|alpha)")
+_PART = {"lora_A.weight": "A", "lora_down.weight": "A", "lora_B.weight": "B", "lora_up.weight": "B", "alpha": "alpha"}
+
+
+def native_module(module: str) -> str:
+    """``blocks.3.attn1.to_q`` (diffusers) -> ``blocks.3.self_attn.q`` (Wan's own code, ComfyUI)."""
+    m = _MODULE.fullmatch(module)
+    if m is None:
+        raise VmcError(f"{module!r} has no ComfyUI name", "export with --format lora")
+    return f"blocks.{m[1]}.{NATIVE_ATTENTION[m[2]]}.{NATIVE_PROJECTIONS[m[3]]}"
+
+
+def comfyui_layout():
+    """ComfyUI's keys for a Wan 2.1 model (``comfy/lora.py``'s key map gives the weight
+    ``blocks.N.self_attn.q.weight`` the LoRA names ``diffusion_model.blocks.N.self_attn.q`` and
+    ``lora_unet_blocks_N_self_attn_q``; ``lora_A``/``lora_B`` or ``lora_down``/``lora_up``; scale
+    alpha / rank, 1 without an alpha). vmc writes the first form with alpha = rank and reads both."""
+    from vmc_cli.lora_files import LoraLayout
+
+    diffusers = {v: k for k, v in NATIVE_PROJECTIONS.items()}
+    attention = {v: k for k, v in NATIVE_ATTENTION.items()}
+
+    def parse(key: str):
+        m = _COMFY.fullmatch(key) or _KOHYA.fullmatch(key)
+        return (f"blocks.{m[1]}.{attention[m[2]]}.{diffusers[m[3]]}", _PART[m[4]]) if m else None
+
+    return LoraLayout("comfyui-wan", "ComfyUI (LoraLoaderModelOnly on a Wan 2.1 model)",
+                      lambda module, part: f"diffusion_model.{native_module(module)}.lora_{part}.weight", parse,
+                      alpha_key=lambda module: f"diffusion_model.{native_module(module)}.alpha")
+
+
 def spec(repo_id: str) -> RepoSpec:
     return RepoSpec("keyframes", repo_id, COMPONENTS, WEIGHTED, "the Wan transformer, its VAE and UMT5 text encoder")
 
 
-def valid_frame_counts(frames: int, temporal: int = 4) -> tuple[int, ...]:
-    """The frame counts the VAE takes (``temporal k + 1``) nearest to ``frames``: one or two."""
-    below = max(1, (frames - 1) // temporal * temporal + 1)
-    return (below,) if below == frames else (below, below + temporal)
+def valid_frame_counts(frames: int, chunk: int = 4) -> tuple[int, ...]:
+    """The frame counts the VAE takes (``chunk k + 1``) nearest to ``frames``: one or two."""
+    below = max(1, (frames - 1) // chunk * chunk + 1)
+    return (below,) if below == frames else (below, below + chunk)
+
+
+#: the Wan VAE reads a clip as its first frame and then chunks of this many frames (its causal
+#: cache), whatever its temporal downsampling: a clip has ``4k + 1`` frames
+VAE_CHUNK = 4
 
 
 def check_frame_count(frames: int, temporal: int = 4) -> int:
-    """``frames`` when it is ``temporal k + 1``; else a one-line error naming the nearest valid
-    lengths. Returns the number of latent frames, ``k + 1``."""
-    if frames < 1 or (frames - 1) % temporal:
-        near = " or ".join(map(str, valid_frame_counts(max(frames, 1), temporal)))
-        raise VmcError(f"the wan backend takes {temporal}k+1 frames (1, 5, 9, ..., 33, ..., 81), not {frames}",
+    """``frames`` when it is ``4k + 1`` (:data:`VAE_CHUNK`); else a one-line error naming the
+    nearest valid lengths. Returns the number of latent frames, ``(frames - 1) / temporal + 1``
+    (``temporal``: the VAE's temporal downsampling, 4 in Wan 2.1's, 1 in shapes-wan's)."""
+    if frames < 1 or (frames - 1) % VAE_CHUNK:
+        near = " or ".join(map(str, valid_frame_counts(max(frames, 1), VAE_CHUNK)))
+        raise VmcError(f"the wan backend takes {VAE_CHUNK}k+1 frames (1, 5, 9, ..., 33, ..., 81), not {frames}",
                        f"use --frames {near}")
     return (frames - 1) // temporal + 1
 
@@ -221,7 +265,7 @@ class WanBackend(LatentVideoBackend):
         self.temporal_factor = int(vae.get("scale_factor_temporal") or 4)
         patch = transformer.get("patch_size") or (1, 2, 2)
         self.size_multiple = int(vae.get("scale_factor_spatial") or 8) * int(patch[-1])
-        self.num_frames, self.width, self.height = keyframes_setting()
+        self.num_frames, self.width, self.height = self.keyframes_setting()
         check_frame_count(self.num_frames, self.temporal_factor)
         self.set_keyframe_size(self.width, self.height)
         self._scheduler_config = flow_config(json.loads((folder / "scheduler" / "scheduler_config.json").read_text()))
@@ -342,6 +386,51 @@ class WanBackend(LatentVideoBackend):
         self.add_lora(rank=getattr(self, "lora_rank", DEFAULT_RANK), projections=projections, blocks=blocks)
         return {n: p for n, p in self.unet.named_parameters() if "lora_" in n}
 
+    def lora_layouts(self) -> dict:
+        """diffusers' keys (``--format lora``, ``WanPipeline.load_lora_weights``) and ComfyUI's
+        native Wan keys (``--format comfyui``)."""
+        return {**super().lora_layouts(), "comfyui": comfyui_layout()}
+
+    def adapter_from_lora(self, pairs: dict) -> tuple[dict, dict]:
+        """A LoRA file's pairs as a profile: its weights in peft's names and its ``[adapter]``.
+        Only the self-attention's q, k and v can be held (the adapters tuning makes); ranks below
+        the largest are padded with zeros and alpha / rank is folded into B, so ``B A`` at scale 1
+        is the file's change exactly; a (projection, block) the file leaves out gets zero factors."""
+        import torch
+
+        count = len(self.unet.blocks)
+        outside = sorted(m for m in pairs if not re.fullmatch(r"blocks\.\d+\.attn1\.to_[qkv]", m))
+        if outside:
+            raise VmcError(f"the LoRA adapts {outside[0]}{f' and {len(outside) - 1} more' if len(outside) > 1 else ''}"
+                           ", which a wan profile cannot hold", "wan profiles hold LoRA on the self-attention's q, k and v")
+        rank = max(int(p["A"].shape[0]) for p in pairs.values())
+        projections = sorted({m.rsplit(".", 1)[1] for m in pairs})
+        blocks = sorted({int(m.split(".")[1]) for m in pairs})
+        if blocks[-1] >= count:
+            raise VmcError(f"the LoRA adapts block {blocks[-1]}, and the model has blocks 0-{count - 1}",
+                           "import it with the model it was made for (--model-path)")
+        weights = {}
+        for block in blocks:
+            for projection in projections:
+                module = f"blocks.{block}.attn1.{projection}"
+                linear = self.unet.get_submodule(module)
+                a = torch.zeros(rank, linear.in_features)
+                b = torch.zeros(linear.out_features, rank)
+                if module in pairs:
+                    parts = pairs[module]
+                    r = parts["A"].shape[0]
+                    if parts["A"].shape[1] != linear.in_features or parts["B"].shape[0] != linear.out_features:
+                        raise VmcError(f"the LoRA's {module} is {parts['B'].shape[0]} x "
+                                       f"{parts['A'].shape[1]}, the model's {linear.out_features} x "
+                                       f"{linear.in_features}", "import it with the model it was made for (--model-path)")
+                    scale = 1.0 if parts.get("alpha") is None else parts["alpha"] / r
+                    a[:r] = parts["A"].float()
+                    b[:, :r] = parts["B"].float() * scale
+                weights[f"{module}.lora_A.default.weight"] = a
+                weights[f"{module}.lora_B.default.weight"] = b
+        layout = lora_layout(rank, projections, None if blocks == list(range(count)) else blocks, count)
+        return weights, layout
+
     def adapter_layout(self) -> dict | None:
         """The LoRA adapters on the transformer (rank, alpha, projections, blocks), for the manifest."""
         return dict(self._adapter) if self._adapter is not None else None
@@ -361,6 +450,10 @@ class WanBackend(LatentVideoBackend):
         self.add_lora(rank=rank, projections=projections,
                       blocks=None if blocks == tuple(range(len(self.unet.blocks))) else blocks,
                       seed=int(layout.get("init_seed", 0)))
+
+    def keyframes_setting(self) -> tuple[int, int, int]:
+        """(frames, width, height) of the key-frames: ``VMC_WAN_KEYFRAMES`` or :data:`KEYFRAMES`."""
+        return keyframes_setting()
 
     # -- key-frame model --------------------------------------------------------------
     def prompt_key(self, prompt: str) -> str:

@@ -121,9 +121,10 @@ def generate(
         show_default=False)] = None,
     negative_prompt: Annotated[Optional[str], typer.Option(
         "--negative-prompt", help="Prompt to steer away from (default: the backend's).", show_default=False)] = None,
-    init: Annotated[str, typer.Option(
-        "--init", help="Starting noise: inverted (DDIM inversion of the clip, the method) or noise (fresh).")
-    ] = "inverted",
+    init: Annotated[Optional[str], typer.Option(
+        "--init", help="Starting noise: inverted (DDIM inversion of the clip, the method) or noise (fresh) "
+        "(default: inverted; noise for a profile without a source clip, one made by `vmc import`).",
+        show_default=False)] = None,
     invert_with: Annotated[Optional[str], typer.Option(
         "--invert-with", help="The model that inverts the clip: profile (the tuned model at --motion-scale, the "
         "way VMC's code does it) or base (the model without the profile; sampling still uses it) "

@@ -27,6 +27,7 @@ def _summary(store, name: str) -> dict:
         "steps": m.get("tuning", {}).get("steps"),
         "loss": m.get("loss", {}).get("mean_last_10"),
         "inverted": "inversion" in m,
+        "imported": m.get("imported", {}).get("layout"),
         "created": m.get("created"),
         "path": str(store.path(name)),
         "damaged": damaged,
@@ -76,8 +77,9 @@ def list_(home: Home = None, as_json: Json = False):
             table.add_row(escape(r["name"]), "DAMAGED", escape(r["damaged"]), "-", "-", "-", "-")
             continue
         loss = f"{r['loss']:.4f}" if isinstance(r["loss"], float) else "-"
+        steps = str(r["steps"]) if r["steps"] is not None else ("imported" if r["imported"] else "-")
         table.add_row(escape(r["name"]), escape(str(r["backend"])), escape(str(r["tuning_prompt"])),
-                      str(r["steps"]), loss, "yes" if r["inverted"] else "no", str(r["created"]))
+                      steps, loss, "yes" if r["inverted"] else "no", str(r["created"]))
     Console().print(table)
 
 
