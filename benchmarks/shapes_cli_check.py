@@ -1,19 +1,27 @@
 """The judge: does tuning beat no adaptation? Held-out shapes clips through the real CLI, paired.
 
-    python benchmarks/shapes_cli_check.py [--cases 12] [--seeds 2] [--tune ARGS ...] [--generate ARGS]
-        [--log runs/judge.jsonl] [--out benchmarks/results/shapes_cli_check.json]
+    python benchmarks/shapes_cli_check.py [--backend shapes|shapes-wan] [--cases 12] [--seeds 2]
+        [--tune ARGS ...] [--generate ARGS] [--log runs/judge.jsonl]
+        [--out benchmarks/results/shapes_cli_check.json]
 
 Each case draws a path family the shapes model never trained on and the transfer experiment
 does not use (twelve: a diagonal, a spiral, a square loop, a sine, a V, a hook, an arc, an S,
 a Z, out and back, an ellipse, an accelerating drop), a source look, a shape size and a frame
 size (64 to 128 pixels, square or not), and writes the source as an mp4. Then, as a user would,
 per tuning setting (``--tune``, repeatable; "" is the backend's defaults) and tuning seed:
-``vmc tune SOURCE.mp4 -p "a shape is moving" --backend shapes --seed S [ARGS]`` and
+``vmc tune SOURCE.mp4 -p "a shape is moving" --backend B --seed S [ARGS]`` and
 ``vmc generate PROFILE -p "a <new colour> <new shape> is moving" -o OUT.mp4 [--generate ARGS]``.
 The untuned model ("no adaptation") is the same generate with ``--motion-scale 0``, once per
 case (its output does not depend on the tuning seed or setting). The final mp4 is read back
 and scored at the 8 key-frame times: centroid path error against the source (fractions of the
-frame width) and whether it shows the new colour and shape. The source is scored as the model
+frame width) and whether it shows the new colour and shape. ``--generate "--init noise"`` judges
+the profile alone (fresh noise, the untuned run from the same seed). Paths have the backend's
+key-frame count (8 for ``shapes``, 9 for ``shapes-wan``).
+
+Every third case (0, 3, 6, 9) changes to a colour that shares no RGB channel with the source's
+(red, green and blue among themselves, yellow and blue): there the inverted pixels cannot carry
+the shape's place into the new colour, so only the motion the profile holds can. Those cases
+are also summarised apart (``disjoint``) from the rest (``shared``). The source is scored as the model
 sees it: read like ``vmc tune`` reads it (center-cropped to the key-frames' square aspect), so a
 non-square source is not charged for the strip the crop removes (the first version of this check
 compared the uncropped source's coordinates).
@@ -44,6 +52,13 @@ TIE = 0.005
 UNTUNED = "untuned"
 #: the CLI as a user runs it, from this interpreter (a venv need not be activated)
 VMC = [sys.executable, "-m", "vmc_cli"]
+
+
+def disjoint(a: str, b: str) -> bool:
+    """Whether colours ``a`` and ``b`` share no RGB channel (no channel lit in both)."""
+    from vmc_shapes.world import COLOURS
+
+    return not any(x and y for x, y in zip(COLOURS[a], COLOURS[b]))
 
 
 def paths(frames: int = 8) -> dict[str, np.ndarray]:
@@ -81,10 +96,15 @@ def draw_cases(n: int, seed: int) -> list[dict]:
     for i in range(n):
         shape, colour = SHAPES[rng.integers(3)], list(COLOURS)[rng.integers(5)]
         new_shape = [s for s in SHAPES if s != shape][rng.integers(2)]
-        new_colour = [c for c in COLOURS if c != colour][rng.integers(4)]
+        if i % 3 == 0:  # a colour sharing no channel with the source's (white shares one with every colour)
+            colour = ["red", "green", "blue", "yellow"][rng.integers(4)]
+            choices = [c for c in COLOURS if disjoint(c, colour)]
+        else:
+            choices = [c for c in COLOURS if c != colour]
+        new_colour = choices[rng.integers(len(choices))]
         cases.append({"case": i, "path": families[i % len(families)], "size": sizes[(i + i // len(families)) % len(sizes)],
                       "shape_size": round(float(rng.uniform(0.22, 0.34)), 3), "source": [colour, shape],
-                      "new": [new_colour, new_shape]})
+                      "new": [new_colour, new_shape], "disjoint": disjoint(colour, new_colour)})
     return cases
 
 
@@ -96,7 +116,16 @@ def bootstrap(diffs: np.ndarray, n: int = 10000, seed: int = 0) -> list[float]:
 
 
 def paired(rows: list[dict], setting: str) -> dict | None:
-    """Tuned (``setting``) against untuned, per case (tuned rows averaged over seeds)."""
+    """Tuned (``setting``) against untuned, per case (tuned rows averaged over seeds); and the same
+    for the cases whose new colour shares no channel with the source's and for the others."""
+    whole = _paired(rows, setting)
+    if whole is not None:
+        for part, keep in (("disjoint", True), ("shared", False)):
+            whole[part] = _paired([r for r in rows if bool(r.get("disjoint")) == keep], setting)
+    return whole
+
+
+def _paired(rows: list[dict], setting: str) -> dict | None:
     base = {r["case"]: r for r in rows if r["setting"] == UNTUNED}
     tuned: dict[int, list[dict]] = {}
     for r in rows:
@@ -135,6 +164,7 @@ def main() -> None:
     from vmc_shapes.world import caption, render
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--backend", default="shapes", choices=["shapes", "shapes-wan"])
     ap.add_argument("--cases", type=int, default=12)
     ap.add_argument("--seeds", type=int, default=2, help="tuning seeds per case")
     ap.add_argument("--seed", type=int, default=0, help="seed of the case draw")
@@ -148,7 +178,12 @@ def main() -> None:
     settings = args.tune if args.tune is not None else [""]
     gen_extra = args.generate.split()
     # the log identifies a run by everything that changes its output
-    context = {"seed": args.seed, "generate": args.generate, "prompt": args.prompt}
+    context = {"seed": args.seed, "generate": args.generate, "prompt": args.prompt, "backend": args.backend}
+    if args.backend == "shapes":
+        del context["backend"]  # (rows logged before there was a choice are the shapes backend's)
+    from vmc_cli.plugins import get_backend
+
+    frames = get_backend(args.backend).num_frames
     args.log.parent.mkdir(parents=True, exist_ok=True)
     done = {}
     if args.log.exists():
@@ -157,7 +192,7 @@ def main() -> None:
             if r.get("context") == context:
                 done[(r["case"], r["setting"], r["tuning_seed"])] = r
     started = time.time()
-    families = paths()
+    families = paths(frames)
     with tempfile.TemporaryDirectory() as tmp, args.log.open("a") as log:
         tmp = Path(tmp)
         env = {**os.environ, "VMC_HOME": str(tmp / "home")}
@@ -189,7 +224,7 @@ def main() -> None:
                         continue
                     t0 = time.time()
                     name = f"c{i}s{k}x{seed}"
-                    run([*VMC, "tune", source, "-p", tune_prompt, "--keep-prompt", "--backend", "shapes",
+                    run([*VMC, "tune", source, "-p", tune_prompt, "--keep-prompt", "--backend", args.backend,
                          "--name", name, "--seed", seed, "-q", *setting.split()], env)
                     if (i, setting, seed) not in done:
                         out = tmp / f"{name}.mp4"
@@ -201,7 +236,7 @@ def main() -> None:
                              "--motion-scale", "0"], env)
                         record(case, UNTUNED, 0, out, source, t0)
     rows = [r for r in done.values() if r["case"] < args.cases and (r["setting"] == UNTUNED or r["setting"] in settings)]
-    summary = {"cases": args.cases, "seeds": args.seeds, "seconds_this_run": round(time.time() - started, 1),
+    summary = {"backend": args.backend, "cases": args.cases, "seeds": args.seeds, "seconds_this_run": round(time.time() - started, 1),
                "command": shlex.join(["python", "benchmarks/shapes_cli_check.py", *sys.argv[1:]]),
                "tie": TIE, "paired": {s or "defaults": paired(rows, s) for s in settings}}
     print(json.dumps(summary, indent=1))

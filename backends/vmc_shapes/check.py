@@ -70,8 +70,10 @@ def check(backend, *, seeds: int = 4, steps: int = 50, guidance: float = 5.0, gr
     """Accuracy over every caption x ``seeds`` noise seeds (seed s: ``torch.manual_seed(s)``)."""
     from .world import COLOURS, SHAPES, caption
 
+    from vmc_cli.jobs import noise_shape
+
     wanted = [(s, c) for s in SHAPES for c in COLOURS for _ in range(seeds)]
-    shape = (3, backend.num_frames, backend.height, backend.width)
+    shape = noise_shape(backend)[1:]  # (C, F, h, w) in the model's space: pixels here, latents on shapes-wan
     noise = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(i % seeds))
                          for i in range(len(wanted))])
     clips = sample(backend, [caption(*w) for w in wanted], noise, steps=steps, guidance=guidance)

@@ -1,0 +1,38 @@
+"""The ``shapes-wan`` backend: Wan 2.1's architecture trained on the shapes world (issue #31).
+
+The ``wan`` backend (:mod:`vmc_wan`) with a small model trained here on the clips of
+:mod:`vmc_shapes.world` as its default: ``WanTransformer3DModel`` over ``AutoencoderKLWan`` latents
+with a small UMT5 text encoder, shipped in ``weights/`` (``WanPipeline.save_pretrained``'s
+layout), 9 frames at 32x32, CPU, no download. Unlike ``shapes`` (Show-1's layout, whose temporal
+attention cannot tell one frame from another), its self-attention sees frame order (3D rotary
+positions), so a profile's LoRA on it can hold a path by itself.
+
+- :mod:`vmc_shapes_wan.model`: the configs and why 9 frames at 32x32;
+- :mod:`vmc_shapes_wan.train`: the training command (resumable);
+- :mod:`vmc_shapes_wan.backend`: the backend.
+
+It extends two registered backends by design (the wan backend's class, the shapes world's clips
+and measures); ``tests/test_imports.py`` names this as the one allowed cross-import. This module
+stays free of heavy imports.
+"""
+
+from vmc_cli import hookimpl
+from vmc_wan import OPTIONS, TUNE_DEFAULTS
+
+
+def shapes_wan_backend():
+    from .backend import ShapesWanBackend
+
+    return ShapesWanBackend()
+
+
+@hookimpl
+def register_backends(register):
+    register(
+        "shapes-wan",
+        shapes_wan_backend,
+        description="Small Wan 2.1 model (WanTransformer3DModel, flow matching, LoRA on the self-attention) trained "
+        "on the shapes world: 9 frames at 32x32; shipped weights, no download, CPU",
+        tune_defaults=dict(TUNE_DEFAULTS),
+        options=OPTIONS,
+    )
