@@ -170,45 +170,50 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="seed of the case draw")
     ap.add_argument("--tune", action="append", default=None, metavar="ARGS",
                     help="a tuning setting: extra `vmc tune` options (repeatable; '' = the backend's defaults)")
-    ap.add_argument("--generate", default="", metavar="ARGS", help="extra `vmc generate` options for every run")
+    ap.add_argument("--generate", action="append", default=None, metavar="ARGS",
+                    help="extra `vmc generate` options for every run; repeatable: each is judged apart from the same "
+                         "tuned profiles (e.g. '' and '--init noise')")
     ap.add_argument("--prompt", default="a shape is moving", help="tuning prompt ('source' = each source's caption)")
     ap.add_argument("--log", type=Path, default=ROOT / "runs" / "judge.jsonl")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "shapes_cli_check.json")
     args = ap.parse_args()
     settings = args.tune if args.tune is not None else [""]
-    gen_extra = args.generate.split()
-    # the log identifies a run by everything that changes its output
-    context = {"seed": args.seed, "generate": args.generate, "prompt": args.prompt, "backend": args.backend}
-    if args.backend == "shapes":
-        del context["backend"]  # (rows logged before there was a choice are the shapes backend's)
+    generates = args.generate if args.generate is not None else [""]
     from vmc_cli.plugins import get_backend
 
     frames = get_backend(args.backend).num_frames
+
+    def context_of(generate: str) -> dict:
+        """What identifies a run's rows in the log: everything that changes its output."""
+        # draw 2: every third case to a colour sharing no channel (rows of the first draw stay apart)
+        return {"seed": args.seed, "generate": generate, "prompt": args.prompt, "backend": args.backend, "draw": 2}
+
     args.log.parent.mkdir(parents=True, exist_ok=True)
-    done = {}
+    done: dict = {g: {} for g in generates}
     if args.log.exists():
         for line in args.log.read_text().splitlines():
             r = json.loads(line)
-            if r.get("context") == context:
-                done[(r["case"], r["setting"], r["tuning_seed"])] = r
+            for g in generates:
+                if r.get("context") == context_of(g):
+                    done[g][(r["case"], r["setting"], r["tuning_seed"])] = r
     started = time.time()
     families = paths(frames)
     with tempfile.TemporaryDirectory() as tmp, args.log.open("a") as log:
         tmp = Path(tmp)
         env = {**os.environ, "VMC_HOME": str(tmp / "home")}
 
-        def record(case: dict, setting: str, seed: int, out: Path, source: Path, t0: float) -> None:
+        def record(g: str, case: dict, setting: str, seed: int, out: Path, source: Path, t0: float) -> None:
             generated = read_frames(out)
             kept = read_clip(source, (generated.shape[2], generated.shape[1])).frames  # as vmc tune crops it
             s = score(np.asarray(kept), generated)
-            row = {**case, "setting": setting, "tuning_seed": seed, "context": context,
+            row = {**case, "setting": setting, "tuning_seed": seed, "context": context_of(g),
                    "path_error": s["path_error"], "appearance": (s["colour"], s["shape"]) == tuple(case["new"]),
                    "got": [s["colour"], s["shape"]], "seconds": round(time.time() - t0, 1)}
-            done[(case["case"], setting, seed)] = row
+            done[g][(case["case"], setting, seed)] = row
             log.write(json.dumps(row) + "\n")
             log.flush()
             print(json.dumps({k: row[k] for k in ("case", "path", "setting", "tuning_seed", "path_error",
-                                                     "appearance", "seconds")}), flush=True)
+                                                     "appearance", "seconds")} | {"generate": g}), flush=True)
 
         for case in draw_cases(args.cases, args.seed):
             i = case["case"]
@@ -219,31 +224,39 @@ def main() -> None:
             prompt = caption(case["new"][1], case["new"][0])
             for k, setting in enumerate(settings):
                 for seed in range(args.seeds):
-                    need_base = (i, UNTUNED, 0) not in done and k == 0 and seed == 0
-                    if (i, setting, seed) in done and not need_base:
+                    need_base = {g for g in generates if (i, UNTUNED, 0) not in done[g] and k == 0 and seed == 0}
+                    need = {g for g in generates if (i, setting, seed) not in done[g]}
+                    if not need and not need_base:
                         continue
                     t0 = time.time()
                     name = f"c{i}s{k}x{seed}"
                     run([*VMC, "tune", source, "-p", tune_prompt, "--keep-prompt", "--backend", args.backend,
                          "--name", name, "--seed", seed, "-q", *setting.split()], env)
-                    if (i, setting, seed) not in done:
-                        out = tmp / f"{name}.mp4"
-                        run([*VMC, "generate", name, "-p", prompt, "-o", out, "-q", *gen_extra], env)
-                        record(case, setting, seed, out, source, t0)
-                    if need_base:
-                        out = tmp / f"{name}-untuned.mp4"
-                        run([*VMC, "generate", name, "-p", prompt, "-o", out, "-q", *gen_extra,
-                             "--motion-scale", "0"], env)
-                        record(case, UNTUNED, 0, out, source, t0)
-    rows = [r for r in done.values() if r["case"] < args.cases and (r["setting"] == UNTUNED or r["setting"] in settings)]
-    summary = {"backend": args.backend, "cases": args.cases, "seeds": args.seeds, "seconds_this_run": round(time.time() - started, 1),
-               "command": shlex.join(["python", "benchmarks/shapes_cli_check.py", *sys.argv[1:]]),
-               "tie": TIE, "paired": {s or "defaults": paired(rows, s) for s in settings}}
+                    for j, g in enumerate(generates):
+                        if g in need:
+                            out = tmp / f"{name}-g{j}.mp4"
+                            run([*VMC, "generate", name, "-p", prompt, "-o", out, "-q", *g.split()], env)
+                            record(g, case, setting, seed, out, source, t0)
+                        if g in need_base:
+                            out = tmp / f"{name}-g{j}-untuned.mp4"
+                            run([*VMC, "generate", name, "-p", prompt, "-o", out, "-q", *g.split(),
+                                 "--motion-scale", "0"], env)
+                            record(g, case, UNTUNED, 0, out, source, t0)
+    summary = {"backend": args.backend, "cases": args.cases, "seeds": args.seeds,
+               "seconds_this_run": round(time.time() - started, 1),
+               "command": shlex.join(["python", "benchmarks/shapes_cli_check.py", *sys.argv[1:]]), "tie": TIE,
+               "generate": {}}
+    rows_all = []
+    for g in generates:
+        rows = [r for r in done[g].values()
+                if r["case"] < args.cases and (r["setting"] == UNTUNED or r["setting"] in settings)]
+        rows_all += rows
+        summary["generate"][g or "defaults"] = {s or "defaults": paired(rows, s) for s in settings}
     print(json.dumps(summary, indent=1))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"summary": summary, "rows": sorted(rows, key=lambda r: (r["case"], r["setting"],
-                                                                                          r["tuning_seed"]))},
-                                   indent=1) + "\n")
+    args.out.write_text(json.dumps({"summary": summary, "rows": sorted(
+        rows_all, key=lambda r: (r["context"]["generate"], r["case"], r["setting"], r["tuning_seed"]))},
+        indent=1) + "\n")
 
 
 if __name__ == "__main__":

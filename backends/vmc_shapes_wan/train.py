@@ -11,7 +11,9 @@ Two parts, in order, each resumable (run the same command again after a stop: it
    are written into its config (``latents_mean``/``latents_std``, as Wan's VAE ships them);
 2. the transformer and text encoder on the pool's latents (the VAE's posterior mean, normalised),
    rectified flow: ``x_s = (1 - s) x0 + s eps`` with ``s`` uniform, target ``eps - x0``, timestep
-   ``1000 s``; 10% of captions dropped for classifier-free guidance.
+   ``1000 s``; 10% of captions dropped for classifier-free guidance;
+3. with ``--decoder-minutes``, the VAE's decoder alone, on the frozen encoder's latents (so the
+   transformer trained on them stays valid): sharper edges for the same latents.
 
 The pipeline (``WanPipeline.save_pretrained``, the weight average of each part) is written to
 ``OUT`` every ``--save-every`` minutes and at the end, atomically, with ``training.json`` (the
@@ -207,6 +209,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--lr", type=float, default=4e-4)
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--ema", type=float, default=0.999)
+    ap.add_argument("--decoder-minutes", type=float, default=0,
+                    help="afterwards, train the VAE's decoder alone this long (the encoder, so the latents and the "
+                         "transformer trained on them, stay as they are)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--save-every", type=float, default=10, metavar="MINUTES")
     args = ap.parse_args(argv)
@@ -303,6 +308,41 @@ def main(argv: list[str] | None = None) -> None:
     run(part, flow_loss, save_all, args.save_every)
     print(f"saved {args.out}: denoiser {part.step} steps, loss {part.loss_now():.4f}, "
           f"{(time.time() - started) / 60:.0f} min in this run", flush=True)
+
+    # -- 3. optionally, the decoder alone: sharper shapes from the same latents ------------------
+    if args.decoder_minutes:
+        import copy
+
+        final = part.averaged()
+        tuned_vae = copy.deepcopy(trained_vae)
+        trainable = {"decoder": tuned_vae.decoder, "post_quant_conv": tuned_vae.post_quant_conv}
+        for module in trainable.values():
+            module.requires_grad_(True).train()
+        dpart = Part("decoder", trainable, args.vae_lr / 3, args.decoder_minutes, 50, 0.999, args.out)
+        if dpart.resume():
+            print(f"decoder: resumed at step {dpart.step}", flush=True)
+
+        def decoder_loss():
+            idx = torch.randint(len(clips), (args.vae_batch,), generator=gen)
+            start = int(torch.randint(0, M.FRAMES - 4, (1,), generator=gen))
+            x = to_model(clips[idx, start:start + 5])
+            with torch.no_grad():
+                z = trained_vae.encode(x).latent_dist.mode()
+            y = decode_unclamped(tuned_vae, z)
+            weight = 1 + 9 * (x.amax(1, keepdim=True) > -0.5).float()
+            return (((y - x).abs() + (y - x).pow(2)) * weight).mean()
+
+        def save_decoder():
+            averaged = dpart.averaged()
+            out_vae = copy.deepcopy(trained_vae)
+            for key, module in averaged.items():
+                getattr(out_vae, key).load_state_dict(module.state_dict())
+            record["decoder"] = {"steps": dpart.step, "minutes": round(dpart.seconds / 60, 1),
+                                 "loss_last_200": dpart.loss_now()}
+            write_pipeline(args.out, out_vae.eval(), final["transformer"].eval(), final["text"].eval(), record)
+
+        run(dpart, decoder_loss, save_decoder, args.save_every)
+        print(f"saved {args.out}: decoder {dpart.step} steps, loss {dpart.loss_now():.4f}", flush=True)
 
 
 if __name__ == "__main__":
