@@ -12,7 +12,8 @@ frame 6, so tuning them can change how each position mixes content across frames
 write "frame n is here" into the model. The temporal convolutions (3 frames wide) are the only
 order-aware layers of these UNets; they are printed for comparison. The shapes weights shipped
 since 2026-12-06 have frame positions of their own, faint (gains about 0.03): their attention
-no longer commutes exactly (about 6%), the earlier weights did to 1e-6.
+no longer commutes exactly (about 6%), the earlier weights did to 1e-6. Last, the shipped
+``shapes-wan`` transformer's self-attention (what VMC tunes on Wan), with its 3D rotary positions.
 """
 
 from __future__ import annotations
@@ -61,6 +62,33 @@ def survey(name: str, unet, seeds: int) -> dict:
     return out
 
 
+def wan_survey(folder, seeds: int) -> dict:
+    """The same test on a Wan transformer's self-attention (``attn1`` of every block), VMC's tuned
+    layers there: random tokens of 9 frames x 4 x 4 positions, the frames shuffled, through the
+    attention with the model's own 3D rotary positions. Not zero: the rotary frame index tells
+    the attention where in time each token is."""
+    from diffusers import WanTransformer3DModel
+
+    transformer = WanTransformer3DModel.from_pretrained(folder, subfolder="transformer").eval()
+    frames, h, w = 9, 4, 4
+    dim = transformer.config.num_attention_heads * transformer.config.attention_head_dim
+    latents = torch.zeros(1, transformer.config.in_channels, frames, 2 * h, 2 * w)
+    rotary = transformer.rope(latents)
+    worst = 0.0
+    for block in transformer.blocks:
+        for seed in range(seeds):
+            gen = torch.Generator().manual_seed(seed)
+            x = torch.randn(1, frames, h * w, dim, generator=gen)
+            perm = torch.randperm(frames, generator=gen)
+            with torch.no_grad():
+                y = block.attn1(x.reshape(1, -1, dim), rotary_emb=rotary).reshape(1, frames, h * w, dim)
+                y_perm = block.attn1(x[:, perm].reshape(1, -1, dim), rotary_emb=rotary).reshape(1, frames, h * w, dim)
+            worst = max(worst, float((y_perm - y[:, perm]).abs().max() / y.abs().mean()))
+    print(f"{'shapes-wan transformer (self-attention + RoPE)':42s} self-attention: {len(transformer.blocks)} blocks, "
+          f"max {worst:.1e}")
+    return {"attention": {"blocks": len(transformer.blocks), "max_relative_error": worst}}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=5)
@@ -90,6 +118,10 @@ def main() -> None:
             if n.endswith("frame_position_gain"):
                 p.fill_(1.0)
     results["shapes + frame positions"] = survey("shapes model + frame positions (gain 1)", positioned, args.seeds)
+    from vmc_shapes_wan.model import WEIGHTS as WAN_WEIGHTS
+
+    if (WAN_WEIGHTS / "transformer" / "config.json").exists():
+        results["shapes-wan"] = wan_survey(WAN_WEIGHTS, args.seeds)
     print(json.dumps(results, indent=1))
 
 

@@ -82,20 +82,30 @@ def check(backend, *, seeds: int = 4, steps: int = 50, guidance: float = 5.0, gr
     return {**measure(clips, wanted), "seeds": seeds, "steps": steps, "guidance": guidance}
 
 
-def main() -> None:
-    from .backend import ShapesBackend
-
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def cli(make_backend, doc: str, steps: int) -> None:
+    """The command line of a model check: ``make_backend(model_path or None, device)`` gives the
+    loaded backend; ``steps`` is the default sampling steps."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--model-path", type=Path, default=None, help="a weights folder (default: the shipped one)")
     ap.add_argument("--seeds", type=int, default=4)
-    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--steps", type=int, default=steps)
     ap.add_argument("--guidance", type=float, default=5.0)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--grid", type=Path, default=None, help="write the samples as a PNG grid here")
     args = ap.parse_args()
-    backend = ShapesBackend(args.model_path)
-    backend.load(device=args.device)
+    backend = make_backend(args.model_path, args.device)
     print(json.dumps(check(backend, seeds=args.seeds, steps=args.steps, guidance=args.guidance, grid=args.grid)))
+
+
+def main() -> None:
+    from .backend import ShapesBackend
+
+    def make(model_path, device):
+        backend = ShapesBackend(model_path)
+        backend.load(device=device)
+        return backend
+
+    cli(make, __doc__, steps=50)
 
 
 if __name__ == "__main__":

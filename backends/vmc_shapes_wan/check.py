@@ -9,27 +9,19 @@ and whether the shape moves a tenth of the frame or more over the 9 frames).
 
 from __future__ import annotations
 
-import argparse
-import json
-from pathlib import Path
-
 
 def main() -> None:
-    from vmc_shapes.check import check
+    from vmc_shapes.check import cli
 
     from .backend import ShapesWanBackend
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model-path", type=Path, default=None, help="a model folder (default: the shipped one)")
-    ap.add_argument("--seeds", type=int, default=4)
-    ap.add_argument("--steps", type=int, default=25)
-    ap.add_argument("--guidance", type=float, default=5.0)
-    ap.add_argument("--grid", type=Path, default=None, help="write the samples as a PNG grid here")
-    args = ap.parse_args()
-    backend = ShapesWanBackend()
-    backend.name = "shapes-wan"
-    backend.load(device="cpu", model_path=str(args.model_path) if args.model_path else None)
-    print(json.dumps(check(backend, seeds=args.seeds, steps=args.steps, guidance=args.guidance, grid=args.grid)))
+    def make(model_path, device):
+        backend = ShapesWanBackend()
+        backend.name = "shapes-wan"
+        backend.load(device=device, model_path=str(model_path) if model_path else None)
+        return backend
+
+    cli(make, __doc__, steps=25)
 
 
 if __name__ == "__main__":
