@@ -107,7 +107,7 @@ def test_backends_json_lists_each_backends_declared_options(run_cli, third_party
     adapter = rows["animatediff"]["options"]
     assert [o["name"] for o in adapter] == ["adapter"]
     assert adapter[0]["type"] == "str" and adapter[0]["flag"] == "--adapter" and "MotionAdapter" in adapter[0]["help"]
-    assert set(adapter[0]["commands"]) == {"tune", "invert", "generate"}
+    assert set(adapter[0]["commands"]) == {"tune", "invert", "generate", "export", "import"}
     assert rows["tiny"]["options"] == [] and rows["zeroscope"]["options"] == []
     mine = {o["name"]: o for o in rows["optioned"]["options"]}
     assert list(mine) == ["boost", "style", "sharp", "gain"]

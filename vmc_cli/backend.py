@@ -82,6 +82,9 @@ class Backend:
     #: clip frames per model frame: 1, or a causal video VAE's fold (Wan: 4, after a first frame
     #: of its own; :meth:`latent_frames`)
     temporal_factor: int = 1
+    #: whether model frame n depends on clip frames up to n (a causal video VAE, Wan's), rather
+    #: than on frame n alone
+    causal_frames: bool = False
     #: the options it declared when registered (set by the plugin manager; see
     #: :mod:`vmc_cli.backend_options`): given ones reach ``configure()`` and ``load()`` by name
     options: tuple = ()

@@ -224,6 +224,7 @@ class WanBackend(LatentVideoBackend):
     #: multiples of 8 (VAE) x 2 (patches); set from the configs by :meth:`configure`
     size_multiple = 16
     temporal_factor = 4
+    causal_frames = True
     #: Wan's own defaults (50 steps, guidance 5), not VMC's 75/75/9 for Show-1
     defaults = {"invert_steps": 50, "sample_steps": 50, "guidance": 5.0, "negative_prompt": ""}
     #: Wan has no temporal attention: its self-attention attends over all frames' tokens at once
