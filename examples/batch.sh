@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # A batch job: several prompts against one profile, results listed as JSON.
-#   bash examples/batch.sh [PROFILE]     (default: demo-figure-eight, made by examples/demo.sh)
+#   bash examples/batch.sh [PROFILE]     (default: demo-zigzag, made by examples/demo.sh)
 set -euo pipefail
-profile=${1:-demo-figure-eight}
+profile=${1:-demo-zigzag}
 out=${VMC_BATCH_OUT:-out/batch}
 prompts=$(mktemp)
 trap 'rm -f "$prompts"' EXIT

@@ -30,15 +30,19 @@ def test_demo_says_what_it_shows_and_writes_it(demo):
     r, tmp, _ = demo
     assert r.returncode == 0, r.stderr[-2000:]
     lines = r.stdout.splitlines()
-    assert lines[0].startswith("vmc demo: learn the figure-eight motion")
-    assert any(line.startswith("motion fidelity") for line in lines), r.stdout
-    assert any(line.startswith("centroid path error") for line in lines), r.stdout
-    for name in ("source.mp4", "demo.mp4", "demo_keyframes.gif", "side_by_side.gif", "tracks.png"):
+    assert lines[0].startswith("vmc demo: learn the zig-zag motion of a red circle")
+    # both path errors, with the profile and without it, each after its heading
+    at = lines.index("with the profile (--motion-scale 1):")
+    assert lines[at + 1].startswith("centroid path error"), r.stdout
+    at = lines.index("without it (--motion-scale 0, the same noise):")
+    assert lines[at + 1].startswith("centroid path error"), r.stdout
+    for name in ("source.mp4", "square_scale1.mp4", "square_scale0.mp4", "side_by_side_scale1.gif",
+                 "side_by_side_scale0.gif", "tracks.png"):
         assert (tmp / "out" / name).is_file(), name
     from vmc_cli.video import read_frames
 
-    assert read_frames(tmp / "out" / "demo.mp4").shape[0] == 29
-    assert read_frames(tmp / "out" / "demo_keyframes.gif").shape[0] == 8
+    one, zero = read_frames(tmp / "out" / "square_scale1.mp4"), read_frames(tmp / "out" / "square_scale0.mp4")
+    assert one.shape == zero.shape == (9, 32, 32, 3)
 
 
 def test_batch_example_lists_one_video_per_prompt(demo):
