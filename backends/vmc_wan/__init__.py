@@ -31,8 +31,13 @@ OPTIONS = (
                        "its own, so generate and invert need none)"),
 )
 #: tuning trains LoRA adapters on the self-attention's q and k in every block (``--target`` on
-#: wan: PROJECTIONS[:BLOCKS], e.g. qkv or qk:0-14; vmc_wan.backend.parse_target)
-TUNE_DEFAULTS = {"target": "qk"}
+#: wan: PROJECTIONS[:BLOCKS], e.g. qkv or qk:0-14; vmc_wan.backend.parse_target) with the cosine on
+#: denoised motion vectors (``x0cos``): on shapes-wan, Wan's architecture and flow schedule at a small
+#: size, the paper's noise-residual cosine taught a LoRA no path at all (1.02x untuned from fresh
+#: noise) and x0cos did (0.36x; docs/shapes_wan.md). That is a fact of the loss on a flow model, so
+#: it carries over; shapes-wan's steps, rate and rank were chosen on a 1.75M-parameter model and do
+#: not, so 400 x 1e-4 at rank 16 stay until measured on the 1.3B model. ``--loss cos`` is the paper's.
+TUNE_DEFAULTS = {"target": "qk", "loss": "x0cos"}
 
 
 def wan_backend():
