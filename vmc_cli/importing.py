@@ -86,10 +86,9 @@ def import_lora(path: str | Path, *, backend_name: str, name: str, store: Profil
         "source": {"kind": "lora-file", "path": str(path.resolve()), "sha256": file_sha256(path),
                    "size": [backend.width, backend.height]},
         "prompt": {"original": prompt, "tuning": prompt, "appearance_invariant": False},
-        "imported": {"layout": layout.name, "format": next(k for k, v in layouts.items() if v is layout),
+        "imported": {"layout": layout.name, "format": layout_name,
                      "modules": len(pairs), "ranks": ranks, "alphas": alphas,
-                     "made_by": meta.get("vmc_version") and f"vmc {meta['vmc_version']}" or meta.get(
-                         "ss_network_module", "unknown"),
+                     "made_by": f"vmc {meta['vmc_version']}" if meta.get("vmc_version") else "another tool",
                      "metadata": {k: v for k, v in meta.items() if k.startswith(("ss_", "vmc_"))}},
         **({"adapter": adapter} if adapter else {}),
     }

@@ -399,6 +399,8 @@ class WanBackend(LatentVideoBackend):
         is the file's change exactly; a (projection, block) the file leaves out gets zero factors."""
         import torch
 
+        from vmc_cli.lora_files import scale_of
+
         count = len(self.unet.blocks)
         outside = sorted(m for m in pairs if not re.fullmatch(r"blocks\.\d+\.attn1\.to_[qkv]", m))
         if outside:
@@ -424,9 +426,8 @@ class WanBackend(LatentVideoBackend):
                         raise VmcError(f"the LoRA's {module} is {parts['B'].shape[0]} x "
                                        f"{parts['A'].shape[1]}, the model's {linear.out_features} x "
                                        f"{linear.in_features}", "import it with the model it was made for (--model-path)")
-                    scale = 1.0 if parts.get("alpha") is None else parts["alpha"] / r
                     a[:r] = parts["A"].float()
-                    b[:, :r] = parts["B"].float() * scale
+                    b[:, :r] = parts["B"].float() * scale_of(parts)
                 weights[f"{module}.lora_A.default.weight"] = a
                 weights[f"{module}.lora_B.default.weight"] = b
         layout = lora_layout(rank, projections, None if blocks == list(range(count)) else blocks, count)
