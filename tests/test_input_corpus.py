@@ -121,7 +121,7 @@ GENERATE = [
     (["--keyframes-out", "{tmp}/taken.png"], "not a folder of frames written by vmc", 1),
     (["--side-by-side", "/proc/nope/s.gif"], "cannot write --side-by-side", 1),
     (["--keyframes-out", "{ro}/k.gif"], "cannot write --keyframes-out", 1),
-    (["--adapter", "x"], "takes no --adapter", 1),
+    (["--option", "adapter=x"], "takes no option 'adapter'", 1),
     (["--keyframes-out", "{out}"], "the same file as -o", 1),
     (["--side-by-side", "{tmp}/s.gif", "--keyframes-out", "{tmp}/s.gif"], "the same file as", 1),
     (["--guidance", "lots"], "--guidance", 2),

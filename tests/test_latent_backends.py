@@ -285,13 +285,13 @@ def test_offload_keeps_the_vae_and_text_encoder_off_the_device_with_the_same_res
 def test_animatediff_profiles_move_across_bases_but_not_adapters(run_cli, clip_path, animatediff_folders, tmp_path):
     f = animatediff_folders
     r = run_cli("tune", clip_path, "-p", "a disc", "--backend", "animatediff", "--model-path", f["base_a"],
-                "--adapter", f["adapter_1"], "--frames", "8", "--steps", "2", "--name", "a")
+                "--option", f"adapter={f['adapter_1']}", "--frames", "8", "--steps", "2", "--name", "a")
     assert r.code == 0, r
     models = ProfileStore().manifest("a")["backend"]["models"]
     assert models["keyframes"]["id"] == str(f["adapter_1"].resolve()) and models["base"]["id"] == str(f["base_a"].resolve())
     weights = ProfileStore().load("a", "weights.safetensors")
     assert weights and all("motion_modules" in k for k in weights)
-    common = ("-p", "a red cube", "--adapter", f["adapter_1"], *FAST, "--stages", "keyframes", "--format", "png",
+    common = ("-p", "a red cube", "--option", f"adapter={f['adapter_1']}", *FAST, "--stages", "keyframes", "--format", "png",
               "--init", "noise")
     r = run_cli("generate", "a", "-o", tmp_path / "on_a", "--model-path", f["base_a"], *common)
     assert r.code == 0, r
@@ -303,7 +303,7 @@ def test_animatediff_profiles_move_across_bases_but_not_adapters(run_cli, clip_p
     on_a, on_b = read_frames(tmp_path / "on_a"), read_frames(tmp_path / "on_b")
     assert on_a.shape == on_b.shape == (8, 32, 32, 3) and not np.array_equal(on_a, on_b)  # the base really changed
     r = run_cli("generate", "a", "-o", tmp_path / "other", "--model-path", f["base_a"], *common[:2],
-                "--adapter", f["adapter_2"], *FAST)
+                "--option", f"adapter={f['adapter_2']}", *FAST)
     assert r.code == 1
     assert "was tuned on key-frame model" in r.stderr and str(f["adapter_1"].resolve()) in r.stderr
 
@@ -313,8 +313,8 @@ def test_animatediff_pipeline_folder_and_adapter_refused_elsewhere(run_cli, clip
                 animatediff_folders["pipeline"], "--frames", "8", "--steps", "1", "--name", "p")
     assert r.code == 0, r
     assert ProfileStore().manifest("p")["backend"]["models"]["keyframes"]["id"].endswith("motion_adapter")
-    r = run_cli("tune", clip_path, "-p", "a disc", "--adapter", "x/y", "--steps", "1")
-    assert r.code == 1 and "takes no --adapter" in r.stderr
+    r = run_cli("tune", clip_path, "-p", "a disc", "--option", "adapter=x/y", "--steps", "1")
+    assert r.code == 1 and "takes no option 'adapter'" in r.stderr
 
 
 # -- both ------------------------------------------------------------------------------------------

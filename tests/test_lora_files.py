@@ -196,7 +196,7 @@ def test_animatediff_comfyui_file_is_the_motion_lora_layout(run_cli, ad_paths, t
     r = run_cli("import", out, "--backend", "animatediff", "--name", "ai", "--model-path", ad_paths["model_path"],
                 "--option", f"adapter={ad_paths['adapter']}")
     assert r.code == 0, r
-    common = ("--model-path", ad_paths["model_path"], "--adapter", ad_paths["adapter"])
+    common = ("--model-path", ad_paths["model_path"], "--option", f"adapter={ad_paths['adapter']}")
     one = keyframes(run_cli, "a", tmp_path / "k1", *common)
     two = keyframes(run_cli, "ai", tmp_path / "k2", *common)
     assert np.abs(one.astype(int) - two.astype(int)).max() <= 1

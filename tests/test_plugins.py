@@ -91,7 +91,10 @@ def test_mock_plugin_appears_in_backends(run_cli, mock_plugin):
     assert {"tiny", "mock", "mock2"} <= set(rows)
     assert rows["mock"] == {"name": "mock", "description": "A mock backend", "plugin": MockBackend.__module__,
                             "tune_defaults": {}, "tuning": "--loss cos --target qkv --steps 400 --lr 0.0001",
-                            "options": []}
+                            "generate_defaults": {"invert_steps": 75, "sample_steps": 75, "guidance": 9.0,
+                                                  "negative_prompt": "", "strength": 1.0, "motion_scale": 1.0},
+                            "generation": "--steps 75 --invert-steps 75 --guidance 9 --strength 1 --motion-scale 1",
+                            "options": []}  # the method's generation defaults (docs/method.md), none of its own
 
 
 def test_mock_backend_can_be_instantiated(mock_plugin):

@@ -410,7 +410,8 @@ def keyframe_backend(show1_root, show1_env):
 def test_keyframe_model(keyframe_backend, show1_root):
     b = keyframe_backend
     assert (b.width, b.height, b.num_frames) == (16, 10, 8)
-    assert b.defaults == {"invert_steps": 75, "sample_steps": 75, "guidance": 9.0, "negative_prompt": ""}
+    assert b.defaults == {"invert_steps": 75, "sample_steps": 75, "guidance": 9.0, "negative_prompt": "",
+                          "strength": 1.0, "motion_scale": 1.0}  # docs/method.md
     from vmc_cli.tuning import TuneConfig  # docs/method.md's tuning settings
 
     c = TuneConfig()
@@ -552,14 +553,21 @@ def test_options(show1_env, monkeypatch):
     assert real.inversion == "authors" and real.revisions == {}
     for var, value, match in [("VMC_SHOW1_STEPS", "sr3=2", "no stage"), ("VMC_SHOW1_STEPS", "sr1=0", "positive"),
                               ("VMC_SHOW1_STEPS", "sr1", "cannot read"), ("VMC_SHOW1_KEYFRAME_SIZE", "64", "size"),
-                              ("VMC_SHOW1_INVERSION", "sd", "mode"), ("VMC_SHOW1_REVISIONS", "base=x", "no model"),
-                              ("VMC_SHOW1_OFFLOAD", "maybe", "yes/no")]:
+                              ("VMC_SHOW1_INVERSION", "sd", "not one of authors, model"),
+                              ("VMC_SHOW1_REVISIONS", "base=x", "no model"),
+                              ("VMC_SHOW1_OFFLOAD", "maybe", "VMC_SHOW1_OFFLOAD='maybe' is not one of auto, 1, 0"),
+                              ("VMC_SHOW1_GRADIENT_CHECKPOINTING", "often", "is not yes or no")]:
         with monkeypatch.context() as m:
             m.setenv(var, value)
             with pytest.raises(VmcError, match=match):
                 _backend()
     with pytest.raises(VmcError, match="dtype"):
         _backend().load(device="cpu", dtype="float8")
+    # the same settings as options (the command line's --option), which win over the variables
+    b = _backend()
+    b.configure(stage_steps="sr1=3", keyframe_size="32x20", inversion="MODEL", offload="0")
+    assert (b.stage_settings["sr1"]["steps"], b.sizes["keyframes"], b.inversion, b.offload) == (
+        3, (32, 20), "model", False)
 
 
 def test_windows_and_file_selection():

@@ -599,7 +599,8 @@ def test_tune_invert_generate_through_the_cli(wan_plugin, run_cli, clip_path, fo
                   "--motion-scale", "0.5", "--json")
     assert res.code == 0, res.stderr
     # bad input: one line, nothing written
-    for extra, message in ((["--option", "lora_rank=0"], "LoRA rank 0"), (["--option", "lora_rank=-2"], "LoRA rank -2"),
+    for extra, message in ((["--option", "lora_rank=0"], "lora_rank='0' is out of range"),
+                           (["--option", "lora_rank=-2"], "lora_rank='-2' is out of range"),
                            (["--target", "temporal"], "not a wan target"), (["--target", "qk:7"], "blocks 0-1")):
         res = run_cli("tune", clip_path, "-p", "a disc is moving", "--backend", "wan", "--model-path", folder,
                       "--steps", "1", "--name", "bad", *extra)

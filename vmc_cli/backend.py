@@ -23,6 +23,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .progress import Reporter
 
 
+from .tune_config import GENERATE_DEFAULTS
+
 DTYPES = ("float32", "float16", "bfloat16")
 
 
@@ -62,16 +64,11 @@ class Backend:
     height: int = 40
     #: frames per second of the final video
     fps: float = 8.0
-    #: inference defaults (docs/method.md); every one is a visible CLI option (``strength``, the
-    #: share of the inversion that is run, is 1 unless a backend says otherwise). Tuning defaults
-    #: are the paper's (``vmc_cli.tuning.TuneConfig``) unless the plugin registers its own
-    #: (``tune_defaults``, set on the instance by the plugin manager).
-    defaults: dict[str, Any] = {
-        "invert_steps": 75,
-        "sample_steps": 75,
-        "guidance": 9.0,
-        "negative_prompt": "",
-    }
+    #: generation defaults: the method's (:data:`vmc_cli.tune_config.GENERATE_DEFAULTS`, docs/method.md)
+    #: with what the plugin registers over them (``defaults=``), set on the instance by the plugin
+    #: manager; every one is a visible CLI option. Tuning defaults are the paper's
+    #: (``vmc_cli.tuning.TuneConfig``) unless the plugin registers its own (``tune_defaults``).
+    defaults: dict[str, Any] = dict(GENERATE_DEFAULTS)
     tune_defaults: dict[str, Any] = {}
     #: substring of module names that are temporal attention blocks
     temporal_attention_marker: str = "temp_attentions"
@@ -97,24 +94,65 @@ class Backend:
     device: "torch.device"
     dtype: "torch.dtype"
 
+    #: the dtype a CUDA device gets when ``--dtype`` is not given: float16 (mixed precision, the
+    #: tuned weights kept in float32), bfloat16 (a model trained in it, Wan) or float32; elsewhere
+    #: float32
+    cuda_dtype: str = "float32"
+
     # -- loading ---------------------------------------------------------
     def load(self, *, device: str = "cpu", dtype: str | None = None, model_path: str | None = None,
              stages: tuple[str, ...] = ("keyframes",), progress: "Reporter | None" = None,
-             check: "Callable[[dict], None] | None" = None) -> None:
+             check: "Callable[[dict], None] | None" = None, **options) -> None:
         """Load the models. ``stages`` says which parts are needed: ``keyframes``
         (key-frame model and text encoder), names from ``cascade_stages``, or
         ``all`` (see :meth:`expand_stages`). Loading twice loads only what is new.
 
-        ``check``, when given, is called with :meth:`model_info` as soon as the model
-        files are located and before any weights are read, so that a profile made with
-        another model revision is refused before minutes of loading (it raises)."""
+        The opening is the same for every backend: the stages checked, the device and dtype set
+        (:attr:`cuda_dtype`), the files found and the options applied (:meth:`configure`, then
+        :meth:`find_files` for the later stages), then ``check``, when given, is called with :meth:`model_info` before any weights are read, so
+        that a profile made with another model revision is refused before minutes of loading (it
+        raises). The backend's own work is :meth:`load_models`."""
+        stages = self.expand_stages(tuple(stages))
+        self.set_device(device, dtype)
+        self.configure(model_path=model_path, progress=progress, **options)
+        self.find_files(stages, progress)
+        if check is not None:
+            check(self.model_info())
+        self.load_models(stages, progress)
+
+    def find_files(self, stages: tuple[str, ...], progress: "Reporter | None" = None) -> None:
+        """Locate the files of later ``stages`` that :meth:`configure` did not (one error naming
+        every missing file); no weights are read. Default: nothing more to find."""
+
+    def set_device(self, device: str, dtype: str | None) -> None:
+        """``self.device`` and ``self.dtype`` for ``--device`` and ``--dtype`` (None: :attr:`cuda_dtype`
+        on CUDA, float32 elsewhere)."""
+        import torch
+
+        self.device = torch.device(device)
+        if dtype is None and self.device.type == "cuda":
+            dtype = self.cuda_dtype
+        self.dtype = torch_dtype(dtype, self.device.type)
+
+    def load_models(self, stages: tuple[str, ...], progress: "Reporter | None" = None) -> None:
+        """Read the weights of ``stages`` (expanded, files already found by :meth:`configure`)
+        onto ``self.device`` in ``self.dtype``; what is loaded already stays."""
         raise NotImplementedError
 
     def configure(self, *, model_path: str | None = None, progress: "Reporter | None" = None, **options) -> None:
         """Before loading: find the model files and set ``num_frames``, ``width`` and ``height``
         from their configurations when they depend on the model (no weights are read), so a
         clip can be checked and read at the right size first. ``options``: the backend's declared
-        options, as :meth:`load` gets them. Default: nothing to do."""
+        options (:meth:`setting`). Default: nothing to do."""
+
+    def setting(self, name: str, given: Any = None) -> Any:
+        """The value of the declared option ``name``: ``given`` when not None (checked), else its
+        environment variable, else its default (:meth:`vmc_cli.backend_options.BackendOption.value`).
+        Backends read their settings only this way, so every one is declared."""
+        for option in self.options:
+            if option.name == name:
+                return option.value(given)
+        raise KeyError(f"backend {self.name!r} declares no option {name!r}")
 
     def lora_layouts(self) -> dict:
         """The LoRA file layouts it writes (``vmc export --format``) and reads (``vmc import``), by

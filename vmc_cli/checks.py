@@ -127,30 +127,14 @@ def check_motion_scale(scale: float | None) -> None:
                        "1 is the profile as tuned, 0 the base model, 0.6-0.8 softens it, above 1 exaggerates it")
 
 
-def check_generate(stages: str, init: str | None, outputs: list[Path], fmt: str | None, keyframe_outputs, side_by_side,
-                    **numbers) -> tuple[str, ...]:
-    """Every ``vmc generate`` input that needs no model, checked before any work; the stages wanted."""
+def check_outputs(outputs: list[Path], fmt: str | None, keyframe_outputs, side_by_side) -> None:
+    """Where ``vmc generate`` writes, checked before any work: a bad --format or suffix, a folder
+    that cannot be written, two outputs that are one file."""
     from .video import check_output
 
-    wanted_stages = tuple(part.strip() for part in str(stages).split(",") if part.strip())
-    if not wanted_stages or "keyframes" not in wanted_stages and "all" not in wanted_stages:
-        raise VmcError(f"unknown --stages {stages!r}",
-                       "use 'all', 'keyframes', or a list with extra stages of the backend, e.g. 'all,xl'")
-    if init not in (None, "inverted", "noise"):
-        raise VmcError(f"unknown --init {init!r}", "use 'inverted' or 'noise'")
-    if numbers.get("invert_with") not in (None, "profile", "base"):
-        raise VmcError(f"unknown --invert-with {numbers['invert_with']!r}", "use 'profile' or 'base'")
-    check_counts(steps=numbers["steps"], invert_steps=numbers["invert_steps"])  # (invert_with checked above)
-    check_strength(numbers["strength"])
-    check_motion_scale(numbers["motion_scale"])
-    check_finite(guidance=numbers["guidance"])
-    check_fps(numbers["fps"])
-    check_seed(numbers["seed"])
-    # a bad --format or suffix, a folder that cannot be written... fails before any work
     for out in outputs:
         check_output(Path(out), fmt, "-o")
     for option, paths in (("--keyframes-out", keyframe_outputs), ("--side-by-side", side_by_side)):
         for out in paths or []:
             check_output(Path(out), None, option)
     same_file_twice([("-o", outputs), ("--keyframes-out", keyframe_outputs), ("--side-by-side", side_by_side)])
-    return wanted_stages

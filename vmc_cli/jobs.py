@@ -8,8 +8,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .checks import (check_counts, check_generate, check_motion_scale, check_options, check_steps_fit,
-                     check_strength, or_default)
+from .checks import check_counts, check_options, check_outputs, check_strength, or_default
+from .generate_config import GenerateConfig
 from .clips import clip_sha256, pick_frames, read_clip
 from .errors import VmcError
 from .manifests import TuneJob, tune_manifest
@@ -18,7 +18,7 @@ from .pipeline import MotionPipeline
 from .progress import Reporter
 from .profiles import CLIP, INVERSION, WEIGHTS, ProfileStore, now, slug, validate_name
 from .prompts import appearance_invariant
-from .runtime import Runtime, default_backend, load_profile, motion_scale_for, recordable_model_path
+from .runtime import Runtime, default_backend, load_profile, recordable_model_path
 from .tuning import BACKEND_TUNABLE, TuneConfig, resolve_config, tune
 
 
@@ -99,7 +99,8 @@ def _tune_locked(job: TuneJob, store: ProfileStore, runtime: Runtime) -> dict:
                                  "run the same command with --resume to continue")
         raise
     seconds = time.time() - started
-    manifest = tune_manifest(job, recordable_model_path(runtime.model_path), result, sha, seconds)
+    manifest = tune_manifest(job, recordable_model_path(runtime.model_path), result, sha, seconds,
+                             runtime.recorded_options(backend))
     folder = store.create(name, manifest, {WEIGHTS: result["weights"], CLIP: {"clip": x.detach().cpu().float()}},
                           overwrite=job.force)
     checkpoint.remove()  # finished: the staging data goes
@@ -151,36 +152,33 @@ def invert(backend, name: str, manifest: dict, store: ProfileStore, steps: int, 
 def invert_profile(name: str, *, store: ProfileStore, runtime: Runtime, steps: int | None = None,
                    backend_name: str | None = None, strength: float | None = None,
                    motion_scale: float | None = None) -> dict:
-    check_strength(strength)
-    check_counts(steps=steps)
-    check_motion_scale(motion_scale)
+    check_counts(steps=steps)  # (vmc invert's --steps are generate's --invert-steps)
+    config = GenerateConfig(invert_steps=steps, strength=strength, motion_scale=motion_scale, init="inverted")
     if not has_clip(store.manifest(name)):
         raise no_clip_error(name, store.manifest(name), "invert")
     backend, manifest = load_profile(name, store=store, runtime=runtime, backend_name=backend_name,
                                      stages=("keyframes",), motion_scale=motion_scale)
-    motion_scale = motion_scale_for(backend, motion_scale)
-    steps = or_default(steps, backend.defaults["invert_steps"])
-    check_steps_fit(backend, steps=steps)
-    strength = or_default(strength, backend.defaults.get("strength", 1.0))
-    _, info = invert(backend, name, manifest, store, steps, runtime.progress, strength,
-                     inversion_settings(backend, steps, strength, motion_scale))
+    config = config.resolve(backend, "inverted")
+    _, info = invert(backend, name, manifest, store, config.invert_steps, runtime.progress, config.strength,
+                     inversion_settings(backend, config.invert_steps, config.strength, config.motion_scale))
     return {"profile": name, "path": str(store.path(name) / INVERSION), **info}
 
 
-def _inverted_start(backend, name: str, manifest: dict, store: ProfileStore, progress: Reporter, sync, *,
-                    steps: int, invert_steps: int, strength: float, motion_scale: float):
+def _inverted_start(backend, name: str, manifest: dict, store: ProfileStore, progress: Reporter, sync,
+                    config: GenerateConfig):
     """The profile's inversion (the saved one when its settings match, else made and saved) and
     the sampler's timestep to start from. With ``sync`` only the main process inverts."""
     if sync is not None and not sync.is_main:
         sync.wait()
         manifest = store.manifest(name)  # with the main process's inversion
     saved = {"motion_scale": 1.0, **manifest.get("inversion", {})}  # made before the dial: at 1
-    wanted = inversion_settings(backend, invert_steps, strength, motion_scale)
+    wanted = inversion_settings(backend, config.invert_steps, config.strength, config.inversion_scale)
     if INVERSION in manifest.get("files", {}) and all(saved.get(k) == v for k, v in wanted.items()):
         x_t = store.load(name, INVERSION, manifest)["noise"]
     else:
-        x_t, _ = invert(backend, name, manifest, store, invert_steps, progress, strength, wanted, cache_only=True)
-    start = MotionPipeline(backend).start_timestep(steps, strength, wanted["signal"])
+        x_t, _ = invert(backend, name, manifest, store, config.invert_steps, progress, config.strength, wanted,
+                        cache_only=True)
+    start = MotionPipeline(backend).start_timestep(config.steps, config.strength, wanted["signal"])
     if sync is not None and sync.is_main:
         sync.wait()
     return x_t, start
@@ -213,49 +211,37 @@ def resolve_init(init: str | None, name: str, manifest: dict, progress: Reporter
 
 
 def generate(name: str, prompts: list[str], outputs: list[Path], *, store: ProfileStore, runtime: Runtime,
-             backend_name: str | None = None, steps: int | None = None, guidance: float | None = None,
-             invert_steps: int | None = None, seed: int = 0, negative_prompt: str | None = None,
-             stages: str = "all", fmt: str | None = None, init: str | None = None, fps: float | None = None,
-             strength: float | None = None, keyframe_outputs: list[Path] | None = None,
-             motion_scale: float | None = None, sync=None,
-             side_by_side_outputs: list[Path] | None = None, invert_with: str | None = None) -> list[dict]:
+             config: GenerateConfig | None = None, backend_name: str | None = None, fmt: str | None = None,
+             keyframe_outputs: list[Path] | None = None, side_by_side_outputs: list[Path] | None = None,
+             sync=None) -> list[dict]:
     """Sample new key-frames with each prompt from the profile's inverted noise, run the cascade, write videos
-    (and, with ``keyframe_outputs``, the key-frames of the same run).
+    (and, with ``keyframe_outputs``, the key-frames of the same run). ``config``: the generation
+    settings (:class:`vmc_cli.generate_config.GenerateConfig`, checked when made; None: defaults).
 
     ``sync``: one process of several (``accelerate launch``), with ``is_main`` and ``wait()``
     (a barrier, reached exactly once): the main process inverts and saves the clip first,
-    the others wait for it and read the saved inversion.
-
-    ``invert_with``: ``profile`` (the tuned model at the motion scale inverts, as VMC's code does)
-    or ``base`` (the model without the profile inverts, the profile then samples); None: ``profile``."""
+    the others wait for it and read the saved inversion."""
     import torch
 
-    wanted_stages = check_generate(stages, init, outputs, fmt, keyframe_outputs, side_by_side_outputs, steps=steps,
-                                    invert_steps=invert_steps, strength=strength, motion_scale=motion_scale,
-                                    guidance=guidance, fps=fps, seed=seed, invert_with=invert_with)
-    init = resolve_init(init, name, store.manifest(name), runtime.progress, side_by_side_outputs)
-    invert_with = invert_with or "profile"
-    base_first = init == "inverted" and invert_with == "base"
+    config = config or GenerateConfig()
+    wanted_stages = config.stage_names()
+    check_outputs(outputs, fmt, keyframe_outputs, side_by_side_outputs)
+    init = resolve_init(config.init, name, store.manifest(name), runtime.progress, side_by_side_outputs)
     # base first: the model holds the base weights while it inverts, the profile's come after
     backend, manifest = load_profile(name, store=store, runtime=runtime, backend_name=backend_name,
-                                     stages=wanted_stages, motion_scale=0.0 if base_first else motion_scale)
-    motion_scale = motion_scale_for(backend, motion_scale)
-    steps = or_default(steps, backend.defaults["sample_steps"])
-    guidance = or_default(guidance, backend.defaults["guidance"])
-    invert_steps = or_default(invert_steps, backend.defaults["invert_steps"])
-    check_steps_fit(backend, steps=steps, **({"invert_steps": invert_steps} if init == "inverted" else {}))
-    strength = or_default(strength, backend.defaults.get("strength", 1.0))
-    negative = or_default(negative_prompt, backend.defaults.get("negative_prompt", ""))
+                                     stages=wanted_stages,
+                                     motion_scale=0.0 if init == "inverted" and config.invert_with == "base"
+                                     else config.motion_scale)
+    config = config.resolve(backend, init)
+    negative = config.negative_prompt
     # Every prompt is encoded once, then the text encoder can go (a batch must not reload it).
     backend.encode_prompts(list(dict.fromkeys([*prompts, negative, ""])))
     backend.release_text_encoder()
     start = None
     if init == "inverted":
-        x_t, start = _inverted_start(backend, name, manifest, store, runtime.progress, sync, steps=steps,
-                                     invert_steps=invert_steps, strength=strength,
-                                     motion_scale=0.0 if base_first else motion_scale)
-        if base_first:
-            MotionPipeline(backend).apply_profile(store.load(name, WEIGHTS, manifest), motion_scale)
+        x_t, start = _inverted_start(backend, name, manifest, store, runtime.progress, sync, config)
+        if config.base_first:
+            MotionPipeline(backend).apply_profile(store.load(name, WEIGHTS, manifest), config.motion_scale)
     else:
         if sync is not None:
             sync.wait()
@@ -264,9 +250,7 @@ def generate(name: str, prompts: list[str], outputs: list[Path], *, store: Profi
     if side_by_side_outputs:  # the frames the profile was tuned on, as the model saw them
         source_key = backend.model_to_frames(store.load(name, CLIP, manifest)["clip"].to(backend.device, backend.dtype))
     pipeline = MotionPipeline(backend, runtime.progress)
-    settings = {"seed": seed, "motion_scale": motion_scale, "steps": steps, "guidance": guidance, "init": init,
-                "invert_with": invert_with if init == "inverted" else None,
-                "strength": strength if init == "inverted" else None, "stages": stages}
+    seed, steps, guidance = config.seed, config.steps, config.guidance
     results = []
     for i, (prompt, out) in enumerate(zip(prompts, outputs)):
         if init == "noise":
@@ -276,9 +260,9 @@ def generate(name: str, prompts: list[str], outputs: list[Path], *, store: Profi
                                        start_timestep=start, label=f"key-frames {i + 1}/{len(prompts)}")
         key = backend.model_to_frames(keyframes)
         frames = pipeline.cascade(keyframes, prompt, stages=wanted_stages, negative_prompt=negative, seed=seed)
-        written = write_outputs(key, frames, source_key, out, fmt, fps or backend.fps,
+        written = write_outputs(key, frames, source_key, out, fmt, config.fps or backend.fps,
                                  keyframe_outputs[i] if keyframe_outputs else None,
                                  side_by_side_outputs[i] if side_by_side_outputs else None)
         results.append({"prompt": prompt, **written, "frames": int(frames.shape[0]), "width": int(frames.shape[2]),
-                        "height": int(frames.shape[1]), **settings, "seconds": round(time.time() - started, 3)})
+                        "height": int(frames.shape[1]), **config.record(), "seconds": round(time.time() - started, 3)})
     return results

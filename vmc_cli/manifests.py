@@ -36,8 +36,10 @@ class TuneJob:
     checkpoint_every: int
 
 
-def tune_manifest(job: TuneJob, model_path: str | None, result: dict, sha: str, seconds: float) -> dict:
-    """The profile's manifest: the model, the source clip and frames, the prompts, the tuning."""
+def tune_manifest(job: TuneJob, model_path: str | None, result: dict, sha: str, seconds: float,
+                  options: dict | None = None) -> dict:
+    """The profile's manifest: the model and the backend's options, the source clip and frames, the
+    prompts, the tuning."""
     backend, source, idx = job.backend, job.source, job.picked.indexes
     adapter = backend.adapter_layout()
     return {
@@ -46,7 +48,7 @@ def tune_manifest(job: TuneJob, model_path: str | None, result: dict, sha: str, 
         "name": job.name,
         "created": now(),
         "backend": {"name": job.backend_name, "models": backend.model_info(),
-                    "model_path": model_path},
+                    "model_path": model_path, **({"options": dict(options)} if options else {})},
         "source": {
             "path": str(job.clip.resolve()),
             "kind": source.kind,

@@ -53,6 +53,8 @@ class BackendEntry:
     tune_defaults: dict = field(default_factory=dict)
     #: the options it takes (:class:`vmc_cli.backend_options.BackendOption`)
     options: tuple = ()
+    #: its generation defaults: the method's (``vmc_cli.tune_config.GENERATE_DEFAULTS``) with its own over them
+    defaults: dict = field(default_factory=dict)
 
 
 def get_backends() -> dict[str, BackendEntry]:
@@ -60,7 +62,7 @@ def get_backends() -> dict[str, BackendEntry]:
     load_plugins()
     backends: dict[str, BackendEntry] = {}
 
-    def register(name, factory, description="", tune_defaults=None, options=None):
+    def register(name, factory, description="", tune_defaults=None, options=None, defaults=None):
         plugin = getattr(factory, "__module__", None) or "?"
         if name in backends:
             raise VmcError(
@@ -68,11 +70,12 @@ def get_backends() -> dict[str, BackendEntry]:
                 "uninstall one of the two plugins",
             )
         from .backend_options import check_declarations
-        from .tune_config import check_tune_defaults
+        from .tune_config import check_generate_defaults, check_tune_defaults
 
         backends[name] = BackendEntry(name, factory, description, plugin,
                                       check_tune_defaults(name, dict(tune_defaults or {})),
-                                      check_declarations(name, options))
+                                      check_declarations(name, options),
+                                      check_generate_defaults(name, dict(defaults or {})))
 
     pm.hook.register_backends(register=register)
     return backends
@@ -88,6 +91,7 @@ def get_backend(name: str):
     backend.name = name
     backend.tune_defaults = backends[name].tune_defaults
     backend.options = backends[name].options
+    backend.defaults = backends[name].defaults
     global _oom_hint
     _oom_hint = str(getattr(backend, "oom_hint", "") or "")
     return backend

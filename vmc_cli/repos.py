@@ -27,7 +27,6 @@ variables that override them belong to each backend's package.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -211,10 +210,10 @@ def from_hub_cache(spec: RepoSpec, revision: str) -> tuple[Path, str] | None:
     return snapshot, snapshot.name
 
 
-def revision_for(repo_id: str, env: str, pins: dict[str, str] | None = None) -> str:
-    """The revision to load ``repo_id`` at: the environment variable ``env`` when set, else
-    its pin in ``pins`` (each backend pins its own repositories), else ``main``."""
-    return os.environ.get(env, "").strip() or (pins or {}).get(repo_id, "main")
+def revision_for(repo_id: str, given: str | None, pins: dict[str, str] | None = None) -> str:
+    """The revision to load ``repo_id`` at: ``given`` (a backend's revision option) when set,
+    else its pin in ``pins`` (each backend pins its own repositories), else ``main``."""
+    return str(given or "").strip() or (pins or {}).get(repo_id, "main")
 
 
 def download(spec: RepoSpec, revision: str, prefer_variant: str | None, log: Callable[[str], None],

@@ -4,6 +4,7 @@ backend's own options (:class:`Runtime`), and a profile's tuned weights loaded o
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,11 +42,13 @@ class Runtime:
     dtype: str | None = None
     model_path: str | None = None
     progress: Reporter = SILENT
-    #: the backend's own options as given (``--option NAME=VALUE``, ``--adapter``): name -> value,
-    #: checked against the backend's declaration once it is known (``vmc_cli.backend_options``)
+    #: the backend's own options as given (``--option NAME=VALUE``): name -> value, checked against
+    #: the backend's declaration once it is known (``vmc_cli.backend_options``)
     options: dict = field(default_factory=dict)
     #: the command running (``tune``, ``invert``, ``generate``): options are declared per command
     command: str | None = None
+    #: options a profile kept (declared ``kept``): used where not given (:func:`load_profile`)
+    kept: dict = field(default_factory=dict)
 
     def __post_init__(self):
         check_device(self.device)
@@ -57,25 +60,40 @@ class Runtime:
         return self.load(get_backend(name), stages)
 
     def backend_options(self, backend) -> dict:
-        """The keyword arguments ``backend`` gets for its declared options: those given, checked
-        and converted, plus declared defaults. One it does not declare is an error (before any
-        model loads)."""
+        """The values of ``backend``'s declared options: given (checked and converted), else kept by
+        the profile, else set by their environment variables, else declared defaults. One it does
+        not declare is an error (before any model loads). ``model_path`` is ``--model-path``'s."""
         from .backend_options import resolve
         from .plugins import option_takers
 
-        return resolve(backend.name, backend.options, self.options, self.command,
-                       option_takers() if self.options else None)
+        usable = {o.name for o in backend.options if self.command is None or self.command in o.commands}
+        given = {**{k: v for k, v in self.kept.items() if k in usable}, **self.options}
+        values = resolve(backend.name, backend.options, given, self.command,
+                         option_takers() if self.options else None)
+        if self.model_path is not None:
+            values["model_path"] = self.model_path
+        return values
+
+    def _arguments(self, backend) -> dict:
+        values = self.backend_options(backend)
+        return {"model_path": values.pop("model_path", None), "progress": self.progress, **values}
 
     def configure(self, backend) -> None:
-        backend.configure(model_path=self.model_path, progress=self.progress, **self.backend_options(backend))
+        backend.configure(**self._arguments(backend))
 
     def load(self, backend, stages: tuple[str, ...], check=None):
-        extra = self.backend_options(backend)
+        extra = self._arguments(backend)
         if check is not None:
             extra["check"] = check
-        backend.load(device=resolve_device(self.device), dtype=self.dtype, model_path=self.model_path,
-                     stages=stages, progress=self.progress, **extra)
+        backend.load(device=resolve_device(self.device), dtype=self.dtype, stages=stages, **extra)
         return backend
+
+    def recorded_options(self, backend) -> dict:
+        """What a profile's manifest records of the options (``[backend.options]``): every value
+        that shaped this run, but the model's place (recorded as ``model_path``)."""
+        values = self.backend_options(backend)
+        values.pop("model_path", None)
+        return values
 
 
 def motion_scale_for(backend, scale: float | None) -> float:
@@ -145,6 +163,9 @@ def load_profile(name: str, *, store: ProfileStore, runtime: Runtime, backend_na
                            "pass --model-path with a folder holding the files it was tuned with, or tune again") from None
 
     backend = get_backend(made_by)
+    kept = {o.name for o in backend.options if o.kept}
+    recorded_options = manifest.get("backend", {}).get("options", {})
+    runtime = dataclasses.replace(runtime, kept={k: v for k, v in recorded_options.items() if k in kept})
     runtime.backend_options(backend)  # an option the backend has no use for, before loading
     backend = runtime.load(backend, stages, check=same_models)  # refused before weights load
     same_models(backend.model_info())

@@ -89,3 +89,27 @@ def describe_defaults(defaults: dict) -> str:
             + ("" if (lo, hi) == (0, -1) else f" --timesteps {lo}:{hi}"))
 
 
+
+
+#: the generation settings of the method (docs/method.md: 75 inversion and sampling steps, guidance
+#: 9, the whole inversion, the profile as tuned); a backend registers its own where it departs
+GENERATE_DEFAULTS = {"invert_steps": 75, "sample_steps": 75, "guidance": 9.0, "negative_prompt": "",
+                     "strength": 1.0, "motion_scale": 1.0}
+
+
+def check_generate_defaults(backend: str, defaults: dict) -> dict:
+    """The method's generation defaults with ``defaults`` (a backend's registration) over them;
+    an unknown key is the plugin's mistake, one line."""
+    unknown = sorted(set(defaults) - set(GENERATE_DEFAULTS))
+    if unknown:
+        raise VmcError(f"backend {backend!r} registers unknown generation defaults: {', '.join(unknown)}",
+                       f"fix or uninstall the plugin (known: {', '.join(GENERATE_DEFAULTS)})")
+    return {**GENERATE_DEFAULTS, **defaults}
+
+
+def describe_generate_defaults(defaults: dict) -> str:
+    """One line: ``--steps 50 --invert-steps 50 --guidance 5 --strength 1 --motion-scale 1``."""
+    d = {**GENERATE_DEFAULTS, **defaults}
+    line = (f"--steps {d['sample_steps']} --invert-steps {d['invert_steps']} --guidance {d['guidance']:g} "
+            f"--strength {d['strength']:g} --motion-scale {d['motion_scale']:g}")
+    return line + (f" --negative-prompt {d['negative_prompt']!r}" if d["negative_prompt"] else "")

@@ -7,7 +7,7 @@ diffusers' ``UNetMotionModel``.
   (default: the commit pinned in ``PINNED`` below; ``main`` for an id without a
   pin). A folder written by ``AnimateDiffPipeline.save_pretrained`` also works: its
   ``unet/`` is already a ``UNetMotionModel`` and its adapter is the one in ``motion_adapter/`` (or, without that folder, the motion modules inside the UNet).
-- Adapter (``--adapter``): a ``MotionAdapter`` folder or hub id; default
+- Adapter (``--option adapter=...`` or ``VMC_ANIMATEDIFF_ADAPTER``): a ``MotionAdapter`` folder or hub id; default
   ``guoyww/animatediff-motion-adapter-v1-5-2`` at ``VMC_ANIMATEDIFF_ADAPTER_REVISION`` (pinned
   in the same way).
 - The temporal attention VMC tunes is the motion modules' attention
@@ -22,13 +22,19 @@ another adapter: the tuned weights belong to that adapter.
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
 from vmc_cli.errors import VmcError
 from vmc_cli.repos import RepoSpec, config_hash, resolve_all, revision_for
 from vmc_latent import LatentVideoBackend, is_hub_id, local_folder
+
+from vmc_cli.tune_config import GENERATE_DEFAULTS
+
+from . import DEFAULTS, OPTIONS
+
+#: the variables of its revision options, for the messages
+REVISION_ENV = {o.name: o.env for o in OPTIONS if o.name.endswith("_revision")}
 
 DEFAULT_BASE = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 DEFAULT_ADAPTER = "guoyww/animatediff-motion-adapter-v1-5-2"
@@ -99,11 +105,13 @@ def _cuda() -> bool:
 
 
 class AnimateDiffBackend(LatentVideoBackend):
-    env_prefix = "ANIMATEDIFF"
+    #: its declared settings (the plugin registers the same ones)
+    options = OPTIONS
     temporal_attention_marker = "motion_modules"
     num_frames, width, height = 16, 512, 512
     fps = 8.0
-    defaults = {"invert_steps": 50, "sample_steps": 50, "guidance": 7.5, "negative_prompt": ""}
+    #: its generation defaults (:data:`vmc_animatediff.DEFAULTS`, registered the same)
+    defaults = {**GENERATE_DEFAULTS, **DEFAULTS}
 
     def lora_layouts(self) -> dict:
         """diffusers' keys (``--format lora``, ``AnimateDiffPipeline.load_lora_weights``) and the
@@ -117,27 +125,28 @@ class AnimateDiffBackend(LatentVideoBackend):
         text = text.repeat_interleave(x.shape[2], dim=0)
         return self.unet(x, t, encoder_hidden_states=text).sample
 
-    def _hub(self, spec: RepoSpec, revision_env: str, log):
-        found = resolve_all([spec], {spec.role: revision_for(spec.repo_id, revision_env, PINNED)}, None,
-                            "fp16" if _cuda() else None, log, family="AnimateDiff", path_env=None,
-                            revisions_env=revision_env)[spec.role]
+    def _hub(self, spec: RepoSpec, revision_option: str, log):
+        found = resolve_all([spec], {spec.role: revision_for(spec.repo_id, self.revisions[revision_option], PINNED)},
+                            None, "fp16" if _cuda() else None, log, family="AnimateDiff", path_env=None,
+                            revisions_env=REVISION_ENV[revision_option])[spec.role]
         return found.folder, found.info()
 
     def locate(self, model_path: str | None, adapter: str | None, log):
         """(base folder, base info, adapter folder or None, adapter info, joined)."""
-        base = model_path or os.environ.get("VMC_ANIMATEDIFF_BASE") or DEFAULT_BASE
-        wanted_adapter = adapter or os.environ.get("VMC_ANIMATEDIFF_ADAPTER") or DEFAULT_ADAPTER
+        base = model_path or self.setting("model_path") or DEFAULT_BASE
+        adapter = self.setting("adapter", adapter)
+        wanted_adapter = adapter or DEFAULT_ADAPTER
         if is_hub_id(str(base)) and is_hub_id(str(wanted_adapter)):  # one error naming both when missing
             found = resolve_all([base_spec(str(base)), adapter_spec(str(wanted_adapter))],
-                                {"base": revision_for(str(base), "VMC_ANIMATEDIFF_BASE_REVISION", PINNED),
-                                 "keyframes": revision_for(str(wanted_adapter), "VMC_ANIMATEDIFF_ADAPTER_REVISION",
+                                {"base": revision_for(str(base), self.revisions["base_revision"], PINNED),
+                                 "keyframes": revision_for(str(wanted_adapter), self.revisions["adapter_revision"],
                                                            PINNED)},
                                 None, "fp16" if _cuda() else None, log, family="AnimateDiff", path_env=None,
                                 revisions_env="VMC_ANIMATEDIFF_BASE_REVISION / VMC_ANIMATEDIFF_ADAPTER_REVISION")
             return (found["base"].folder, found["base"].info(), found["keyframes"].folder,
                     found["keyframes"].info(), False)
         if is_hub_id(str(base)):
-            base_folder, base_info = self._hub(base_spec(str(base)), "VMC_ANIMATEDIFF_BASE_REVISION", log)
+            base_folder, base_info = self._hub(base_spec(str(base)), "base_revision", log)
         else:
             base_folder = Path(base).expanduser()
             base_info = local_folder(base_folder, base_spec(base_folder.name),
@@ -156,17 +165,22 @@ class AnimateDiffBackend(LatentVideoBackend):
                                                   "revision": config_hash(base_folder, spec), "source": "local"}, True
         adapter = wanted_adapter
         if is_hub_id(str(adapter)):
-            folder, info = self._hub(adapter_spec(str(adapter)), "VMC_ANIMATEDIFF_ADAPTER_REVISION", log)
+            folder, info = self._hub(adapter_spec(str(adapter)), "adapter_revision", log)
         else:
             folder = Path(adapter).expanduser()
             if not (folder / "config.json").is_file():
-                raise VmcError(f"--adapter {folder} is not a MotionAdapter folder (no config.json)",
+                raise VmcError(f"adapter {folder} (--option adapter / VMC_ANIMATEDIFF_ADAPTER) is not a MotionAdapter "
+                               "folder (no config.json)",
                                f"pass a folder MotionAdapter.save_pretrained wrote, or a hub id such as {DEFAULT_ADAPTER}")
             info = {"id": str(folder.resolve()), "revision": config_hash(folder, adapter_spec("x")), "source": "local"}
         return base_folder, base_info, folder, info, joined
 
-    def configure(self, *, model_path=None, progress=None, adapter=None) -> None:
-        key = (model_path, adapter)
+    def configure(self, *, model_path=None, progress=None, adapter=None, base_revision=None, adapter_revision=None,
+                  offload=None, gradient_checkpointing=None) -> None:
+        self.speed_switches(offload, gradient_checkpointing)
+        self.revisions = {"base_revision": self.setting("base_revision", base_revision),
+                          "adapter_revision": self.setting("adapter_revision", adapter_revision)}
+        key = (model_path, adapter, *self.revisions.values())
         if getattr(self, "_located", None) is not None and self._located[0] == key:
             return
         log = progress.log if progress is not None else (lambda m: None)
@@ -178,22 +192,11 @@ class AnimateDiffBackend(LatentVideoBackend):
         side = int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
         self.num_frames, self.width, self.height = 16, side, side
 
-    def load(self, *, device="cpu", dtype=None, model_path=None, stages=("keyframes",), progress=None, check=None,
-             adapter=None):
-        import torch
+    def load_models(self, stages, progress=None) -> None:
         from diffusers import MotionAdapter, UNet2DConditionModel, UNetMotionModel
 
-        from vmc_cli.backend import torch_dtype
-
-        self.expand_stages(tuple(stages))
         if self._unet is not None:
             return
-        self.device = torch.device(device)
-        self.dtype = torch_dtype(dtype, self.device.type, half_on_cuda=True)
-        self.speed_switches()
-        self.configure(model_path=model_path, progress=progress, adapter=adapter)
-        if check is not None:
-            check(self.model_info())
         _, base_folder, adapter_folder, joined = self._located
 
         def unet_loader(folder, dt):

@@ -14,15 +14,15 @@ and back, encodes prompts and predicts epsilon.
   into epsilon (eps = sqrt(abar) v + sqrt(1 - abar) x_t, ``vmc_cli.schedule``), and its
   samplers are told they get epsilon.
 - Memory: float16 by default on CUDA (the tuned temporal q/k/v kept in float32 as master
-  weights, the UNet under autocast), SDPA attention (diffusers' default processors),
-  ``VMC_<NAME>_OFFLOAD=1`` keeps the text encoder and the VAE in CPU memory while the UNet
-  runs (accelerate's ``cpu_offload``), ``VMC_<NAME>_GRADIENT_CHECKPOINTING=1`` checkpoints
-  the UNet's activations while tuning.
+  weights, the UNet under autocast), SDPA attention (diffusers' default processors), and two
+  declared options (:func:`speed_options`): ``offload`` keeps the text encoder and the VAE in
+  CPU memory while the UNet runs (accelerate's ``cpu_offload``), ``gradient_checkpointing``
+  checkpoints the UNet's activations while tuning; each backend names their variables
+  (``VMC_<NAME>_OFFLOAD``, ``VMC_<NAME>_GRADIENT_CHECKPOINTING``).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +30,22 @@ from vmc_cli.backend import Backend
 from vmc_cli.errors import VmcError
 
 
-def flag(name: str) -> bool:
-    value = os.environ.get(name, "0").strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("", "0", "false", "no", "off"):
-        return False
-    raise VmcError(f"{name}={value!r} is not a yes/no value", f"set {name}=1 or {name}=0")
+#: the commands whose runs load the key-frame model to run it
+RUNS = ("tune", "invert", "generate")
+
+
+def speed_options(name: str) -> tuple:
+    """The memory switches every latent backend declares, with its variables
+    ``VMC_<NAME>_OFFLOAD`` and ``VMC_<NAME>_GRADIENT_CHECKPOINTING``."""
+    from vmc_cli.backend_options import BackendOption
+
+    return (
+        BackendOption("offload", bool, default=False, env=f"VMC_{name}_OFFLOAD", commands=RUNS,
+                      help="keep the text encoder and the VAE in CPU memory while the key-frame model runs"),
+        BackendOption("gradient_checkpointing", bool, default=False, env=f"VMC_{name}_GRADIENT_CHECKPOINTING",
+                      commands=("tune",), help="recompute the key-frame model's activations in the backward pass "
+                                               "(less memory, slower tuning)"),
+    )
 
 
 def checkpoint_blocks(unet) -> None:
@@ -94,7 +103,6 @@ class LatentVideoBackend(Backend):
     decode_chunk = 4
     #: key-frame sizes must be multiples of this (VAE factor x UNet downsampling)
     size_multiple = 64
-    defaults: dict[str, Any] = {"invert_steps": 50, "sample_steps": 50, "guidance": 9.0, "negative_prompt": ""}
 
     def __init__(self):
         import torch
@@ -115,12 +123,14 @@ class LatentVideoBackend(Backend):
     @property
     def oom_hint(self) -> str:
         """What to try when it runs out of GPU memory: its own switches."""
-        return (f"try --dtype float16, VMC_{self.env_prefix}_OFFLOAD=1, or "
-                f"VMC_{self.env_prefix}_GRADIENT_CHECKPOINTING=1 for tuning")
+        env = {o.name: o.env for o in self.options}
+        return (f"try --dtype float16, {env.get('offload')}=1, or "
+                f"{env.get('gradient_checkpointing')}=1 for tuning")
 
-    def speed_switches(self) -> None:
-        self.offload = flag(f"VMC_{self.env_prefix}_OFFLOAD")
-        self.gradient_checkpointing = flag(f"VMC_{self.env_prefix}_GRADIENT_CHECKPOINTING")
+    def speed_switches(self, offload=None, gradient_checkpointing=None) -> None:
+        """The ``offload`` and ``gradient_checkpointing`` options (given, else their variables)."""
+        self.offload = self.setting("offload", offload)
+        self.gradient_checkpointing = self.setting("gradient_checkpointing", gradient_checkpointing)
 
     def load_parts(self, folder: Path, *, unet_loader, dtype, text_folder: Path | None = None) -> None:
         """UNet (``unet_loader(folder, dtype)``), VAE, CLIP text encoder and tokenizer, and the

@@ -24,7 +24,7 @@ import zlib
 import torch
 import torch.nn.functional as F
 
-from vmc_cli.backend import Backend, torch_dtype
+from vmc_cli.backend import Backend
 from vmc_cli.errors import VmcError
 from vmc_cli.progress import SILENT
 
@@ -185,14 +185,11 @@ class TinyBackend(SmallTextModel, Backend):
         self.dtype = torch.float32
 
     # -- loading -----------------------------------------------------------
-    def load(self, *, device="cpu", dtype=None, model_path=None, stages=("keyframes",), progress=None, check=None):
+    def configure(self, *, model_path=None, progress=None, **options) -> None:
         if model_path:
             raise VmcError("the tiny backend has no model files to load", "drop --model-path")
-        if check is not None:
-            check(self.model_info())
-        stages = self.expand_stages(tuple(stages))
-        self.device = torch.device(device)
-        self.dtype = torch_dtype(dtype, self.device.type)
+
+    def load_models(self, stages, progress=None) -> None:
         if "keyframes" in stages and self._unet is None:
             from transformers import CLIPTextConfig, CLIPTextModel
 

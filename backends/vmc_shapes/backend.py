@@ -22,10 +22,14 @@ from pathlib import Path
 
 import torch
 
-from vmc_cli.backend import Backend, torch_dtype
+from vmc_cli.backend import Backend
 from vmc_cli.errors import VmcError
 from vmc_cli.repos import weights_revision  # noqa: F401  (tests import it from here)
 from vmc_pixel.tiny import SmallTextModel, TinyBackend
+
+from vmc_cli.tune_config import GENERATE_DEFAULTS
+
+from . import DEFAULTS, OPTIONS
 
 #: the tiny cascade at lower strengths: its random weights add noise in proportion
 #: and motion-compensated in-betweens, so that a shape travels between key-frames instead of
@@ -39,18 +43,17 @@ class ShapesBackend(SmallTextModel, Backend):
     num_frames = 8
     width, height = 32, 32
     fps = 8.0
-    #: what docs/shapes_transfer.md measured best for the new look (section 4): 25 inversion and
-    #: sampling steps, strength 0.75, guidance 10 and half the tuned motion (--motion-scale 0.5):
-    #: path error 0.109 of the frame with the new colour and shape in 100% of outputs, against
-    #: 0.133 at 100% untuned; the published settings (strength 1, scale 1) lose the path (0.34)
-    defaults = {"invert_steps": 25, "sample_steps": 25, "guidance": 10.0, "negative_prompt": "", "strength": 0.75,
-                "motion_scale": 0.5}
+    #: its generation defaults (:data:`vmc_shapes.DEFAULTS`, registered the same)
+    defaults = {**GENERATE_DEFAULTS, **DEFAULTS}
     cascade_stages = ("interpolation", "upscale")
+
+    #: its declared settings (the plugin registers the same ones)
+    options = OPTIONS
 
     def __init__(self, model_path: str | os.PathLike | None = None):
         from .model import WEIGHTS
 
-        self.folder = Path(model_path or os.environ.get("VMC_SHAPES_PATH") or WEIGHTS)
+        self.folder = Path(model_path or self.setting("model_path") or WEIGHTS)
         self._cascade = TinyBackend(stage_settings=CASCADE)
         self._unet = None
         self._text_encoder = None
@@ -72,13 +75,10 @@ class ShapesBackend(SmallTextModel, Backend):
             raise VmcError("the shapes backend is already loaded from another folder")
         self.folder = folder
 
-    def load(self, *, device="cpu", dtype=None, model_path=None, stages=("keyframes",), progress=None, check=None):
+    def configure(self, *, model_path=None, progress=None, **options) -> None:
         self._use_folder(model_path)
-        if check is not None:
-            check(self.model_info())
-        stages = self.expand_stages(tuple(stages))
-        self.device = torch.device(device)
-        self.dtype = torch_dtype(dtype, self.device.type)
+
+    def load_models(self, stages, progress=None) -> None:
         if "keyframes" in stages and self._unet is None:
             from .model import load
 
@@ -91,7 +91,7 @@ class ShapesBackend(SmallTextModel, Backend):
             self._scheduler = json.loads((self.folder / "scheduler" / "scheduler_config.json").read_text())
         later = tuple(s for s in stages if s in self.cascade_stages)
         if later:
-            self._cascade.load(device=str(self.device), dtype=dtype, stages=later)
+            self._cascade.load(device=str(self.device), dtype=str(self.dtype).replace("torch.", ""), stages=later)
 
     def model_info(self):
         info = {"keyframes": {"id": "vmc-shapes/keyframes", "revision": weights_revision(self.folder)}}

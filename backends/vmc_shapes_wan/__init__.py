@@ -19,7 +19,9 @@ stays free of heavy imports.
 import dataclasses
 
 from vmc_cli import hookimpl
-from vmc_wan import OPTIONS as WAN_OPTIONS
+from vmc_cli.backend_options import BackendOption
+from vmc_latent import speed_options
+from vmc_wan import LORA_RANK
 
 #: Tuning defaults chosen on the capacity test and the judge (docs/shapes_wan.md): the paper's
 #: noise-residual cosine (the wan defaults, 400 x 1e-4 on q/k) leaves the path where it was from
@@ -27,8 +29,17 @@ from vmc_wan import OPTIONS as WAN_OPTIONS
 #: motion vectors (``x0cos``) on q, k and v carries it, best at rank 32, 600 steps of 1e-3 (0.36x,
 #: 15 of 15 runs better). The paper's stays selectable: ``--loss cos --target qk --steps 400 --lr 1e-4``.
 TUNE_DEFAULTS = {"loss": "x0cos", "target": "qkv", "steps": 600, "lr": 1e-3}
-#: the wan backend's options, with the LoRA rank those measurements chose
-OPTIONS = tuple(dataclasses.replace(o, default=32) if o.name == "lora_rank" else o for o in WAN_OPTIONS)
+#: the wan backend's options but its model's (a local folder only, its key-frames fixed), with the
+#: its generation defaults where they depart from the method's: 25 steps (flow inversion measured in
+#: docs/shapes_wan.md) and Wan's guidance 5
+DEFAULTS = {"invert_steps": 25, "sample_steps": 25, "guidance": 5.0}
+#: LoRA rank those measurements chose
+OPTIONS = (
+    BackendOption("model_path", env="VMC_SHAPES_WAN_PATH",
+                  help="a shapes-wan model folder (default: the shipped weights)"),
+    dataclasses.replace(LORA_RANK, default=32),
+    *speed_options("SHAPES_WAN"),
+)
 
 
 def shapes_wan_backend():
@@ -46,4 +57,5 @@ def register_backends(register):
         "on the shapes world: 9 frames at 32x32; shipped weights, no download, CPU",
         tune_defaults=TUNE_DEFAULTS,
         options=OPTIONS,
+        defaults=DEFAULTS,
     )

@@ -12,7 +12,8 @@ Models (hub id -> role; see :mod:`vmc_show1.repos` for where files come from):
   super-resolution to 4x the key-frame size (160x256);
 - ``showlab/show-1-sr2`` (``sr2``): latent video-to-video refinement at 576x320.
 
-Options: constructor arguments, else environment variables (all optional):
+Settings (all optional; declared in :data:`vmc_show1.OPTIONS`, so ``vmc backends`` lists them): ``--option
+NAME=VALUE`` (``--model-path`` for the root), else constructor arguments, else these environment variables:
 
 ===================================  =================================================================
 ``VMC_SHOW1_PATH``                   local root holding ``show-1-base/``, ``show-1-interpolation/``,
@@ -51,11 +52,11 @@ from pathlib import Path
 
 import torch
 
-from vmc_cli.backend import Backend, torch_dtype
+from vmc_cli.backend import Backend
 from vmc_cli.errors import VmcError
 from vmc_cli.progress import SILENT
 
-from . import repos
+from . import OPTIONS, repos
 from . import stages as cascade
 from .repos import REPOS
 from .schedulers import float32_steps, scheduler_from_config
@@ -102,15 +103,6 @@ def _pairs(text: str | None, variable: str) -> dict[str, str]:
     return out
 
 
-def _flag(value, variable: str) -> bool:
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off", ""):
-        return False
-    raise VmcError(f"{variable}={value!r} is not a yes/no value", "use 1 or 0")
-
-
 def _size(text: str, variable: str) -> tuple[int, int]:
     w, sep, h = text.lower().partition("x")
     try:
@@ -141,42 +133,23 @@ class Show1Backend(Backend):
     cpu_warning_parameters = 100_000_000
     #: what to try when it runs out of GPU memory (the CLI's hint)
     oom_hint = "try --dtype float16, VMC_SHOW1_OFFLOAD=1, or VMC_SHOW1_GRADIENT_CHECKPOINTING=1 for tuning"
+    #: float16 on CUDA unless --dtype says otherwise (the tuned temporal blocks kept in float32)
+    cuda_dtype = "float16"
+    #: its declared settings (the plugin registers the same ones)
+    options = OPTIONS
 
     def __init__(self, *, model_path: str | os.PathLike | None = None, revisions: dict[str, str] | None = None,
                  inversion: str | None = None, keyframe_size: tuple[int, int] | None = None,
                  stage_steps: dict[str, int] | None = None, offload: bool | str | None = None,
                  gradient_checkpointing: bool | None = None):
-        env = os.environ
         self.model_path = model_path
-        self.revisions = {**_pairs(env.get("VMC_SHOW1_REVISIONS"), "VMC_SHOW1_REVISIONS"), **(revisions or {})}
-        unknown = sorted(set(self.revisions) - set(REPOS))
-        if unknown:
-            raise VmcError(f"VMC_SHOW1_REVISIONS names no model {unknown[0]!r}", f"use {', '.join(REPOS)}")
-        self.inversion = (inversion or env.get("VMC_SHOW1_INVERSION") or "authors").strip().lower()
-        if self.inversion not in INVERSION_MODES:
-            raise VmcError(f"VMC_SHOW1_INVERSION={self.inversion!r} is not a mode", "use authors or model")
-        self.width, self.height = keyframe_size or _size(env.get("VMC_SHOW1_KEYFRAME_SIZE") or "64x40",
-                                                         "VMC_SHOW1_KEYFRAME_SIZE")
-        self.stage_settings = copy.deepcopy(STAGE_SETTINGS)
-        steps = {**_pairs(env.get("VMC_SHOW1_STEPS"), "VMC_SHOW1_STEPS"), **(stage_steps or {})}
-        for stage, value in steps.items():
-            if stage not in self.stage_settings:
-                raise VmcError(f"VMC_SHOW1_STEPS names no stage {stage!r}", f"use {', '.join(STAGE_SETTINGS)}")
-            try:
-                n = int(value)
-            except ValueError:
-                n = 0
-            if n < 1:
-                raise VmcError(f"VMC_SHOW1_STEPS: {stage}={value!r} is not a positive number of steps",
-                               f"set e.g. VMC_SHOW1_STEPS={stage}=50, or unset it for the defaults")
-            self.stage_settings[stage]["steps"] = n
-        offload = env.get("VMC_SHOW1_OFFLOAD", "auto") if offload is None else offload
-        self.offload = "auto" if str(offload).strip().lower() == "auto" else _flag(offload, "VMC_SHOW1_OFFLOAD")
-        self.gradient_checkpointing = (_flag(env.get("VMC_SHOW1_GRADIENT_CHECKPOINTING", "0"),
-                                             "VMC_SHOW1_GRADIENT_CHECKPOINTING")
-                                       if gradient_checkpointing is None else bool(gradient_checkpointing))
+        #: the settings given here, which options given later (``configure``) override
+        self._given = {"revisions": revisions, "inversion": inversion, "keyframe_size": keyframe_size,
+                       "stage_steps": stage_steps, "offload": offload, "gradient_checkpointing": gradient_checkpointing}
+        self._apply_settings()
         self.device = torch.device("cpu")
         self.dtype = torch.float32
+        self._root: Path | None = None
         self._resolved: dict[str, repos.Resolved] = {}
         self._unet = None
         self._scheduler_config: dict | None = None
@@ -196,33 +169,69 @@ class Show1Backend(Backend):
         return {"keyframes": (w, h), "interpolation": (w, h), "sr1": (4 * w, 4 * h),
                 "sr2": (_multiple_of_8(576 * w / 64), _multiple_of_8(320 * h / 40))}
 
+    def _apply_settings(self, **options) -> None:
+        """Its declared options (:data:`vmc_show1.OPTIONS`): given to ``configure``, else to the
+        constructor, else their environment variables, else their defaults."""
+        given = {**self._given, **{k: v for k, v in options.items() if v is not None}}
+        text = {k: (",".join(f"{a}={b}" for a, b in v.items()) if isinstance(v, dict) else
+                    "x".join(map(str, v)) if isinstance(v, tuple) else v) for k, v in given.items()}
+        revisions = self.setting("revisions", text["revisions"])
+        self.revisions = _pairs(revisions, "revisions (VMC_SHOW1_REVISIONS)")
+        unknown = sorted(set(self.revisions) - set(REPOS))
+        if unknown:
+            raise VmcError(f"revisions (VMC_SHOW1_REVISIONS) names no model {unknown[0]!r}", f"use {', '.join(REPOS)}")
+        self.inversion = self.setting("inversion", text["inversion"])
+        self.width, self.height = _size(self.setting("keyframe_size", text["keyframe_size"]),
+                                        "keyframe_size (VMC_SHOW1_KEYFRAME_SIZE)")
+        self.stage_settings = copy.deepcopy(STAGE_SETTINGS)
+        for stage, value in _pairs(self.setting("stage_steps", text["stage_steps"]),
+                                   "stage_steps (VMC_SHOW1_STEPS)").items():
+            if stage not in self.stage_settings:
+                raise VmcError(f"stage_steps (VMC_SHOW1_STEPS) names no stage {stage!r}",
+                               f"use {', '.join(STAGE_SETTINGS)}")
+            try:
+                n = int(value)
+            except ValueError:
+                n = 0
+            if n < 1:
+                raise VmcError(f"stage_steps (VMC_SHOW1_STEPS): {stage}={value!r} is not a positive number of steps",
+                               f"give e.g. {stage}=50, or leave it out for the defaults")
+            self.stage_settings[stage]["steps"] = n
+        offload = given["offload"]
+        if isinstance(offload, bool):
+            offload = "1" if offload else "0"
+        offload = self.setting("offload", offload)
+        self.offload = "auto" if offload == "auto" else offload == "1"
+        self.gradient_checkpointing = self.setting("gradient_checkpointing", given["gradient_checkpointing"])
+
     # -- loading ---------------------------------------------------------------------------
-    def load(self, *, device="cpu", dtype=None, model_path=None, stages=("keyframes",), progress=None, check=None):
-        """Find the files of every repository the stages need (one clear error for all that
-        are missing), then load the key-frame model. The later stages' models are loaded the
-        first time :meth:`run_cascade` needs them."""
-        stages = self.expand_stages(tuple(stages))
+    def configure(self, *, model_path=None, progress=None, **options) -> None:
+        """Its settings (before any file is looked at) and the model root: ``--model-path``, else
+        the one given to the constructor, else ``VMC_SHOW1_PATH``, else the hub."""
+        self._apply_settings(**options)
         self._progress = progress or SILENT
-        self._set_device(device, dtype)
-        root = model_path or self.model_path or os.environ.get("VMC_SHOW1_PATH") or None
+        root = model_path or self.model_path or self.setting("model_path")
         if root is not None:
             root = Path(root).expanduser()
             if not root.is_dir():
                 raise VmcError(f"model path {root} is not a folder",
                                "point --model-path / VMC_SHOW1_PATH at a folder holding show-1-base/, ...")
+        self._root = root
+
+    def find_files(self, stages, progress=None) -> None:
+        """The files of every repository the stages need (one clear error for all that are missing)."""
         roles = [r for s in stages for r in STAGE_ROLES[s] if r not in self._resolved]
         if roles:
             prefer = "fp16" if self.dtype == torch.float16 else None
-            self._resolved.update(repos.resolve_all([REPOS[r] for r in roles], self.revisions, root, prefer, self._log))
-        if check is not None:
-            check(self.model_info())  # e.g. a profile from another revision: refuse before loading weights
+            self._resolved.update(repos.resolve_all([REPOS[r] for r in roles], self.revisions, self._root, prefer,
+                                                    self._log))
+
+    def load_models(self, stages, progress=None) -> None:
+        """The key-frame model. The later stages' models are loaded the first time
+        :meth:`run_cascade` needs them."""
         if "keyframes" in stages and self._unet is None:
             self._load_keyframe_model()
         self._warn_if_cpu()
-
-    def _set_device(self, device, dtype) -> None:
-        self.device = torch.device(device)
-        self.dtype = torch_dtype(dtype, self.device.type, half_on_cuda=True)
 
     def _log(self, message: str) -> None:
         self._progress.log(message)

@@ -7,6 +7,9 @@ This module stays free of heavy imports; the models live in the shared base pack
 
 from vmc_cli import hookimpl
 
+#: its generation defaults where they depart from the method's: none (it runs the method's 75 steps)
+DEFAULTS: dict = {}
+
 
 def tiny_backend():
     from vmc_pixel.tiny import TinyBackend
@@ -21,4 +24,5 @@ def register_backends(register):
         tiny_backend,
         description="Tiny random-weight pixel cascade (8 key-frames at 64x40 -> 29 frames at 96x60); "
         "no download, CPU, for demos and tests",
+        defaults=DEFAULTS,
     )

@@ -23,12 +23,26 @@ fits 24 GB.
 
 from vmc_cli import hookimpl
 from vmc_cli.backend_options import BackendOption
+from vmc_latent import speed_options
 
-#: its options (``--option lora_rank=8``), passed to ``configure()`` and ``load()``
+#: the rank tuning's adapters get (``--option lora_rank=8``)
+LORA_RANK = BackendOption("lora_rank", int, default=16, commands=("tune",), range=(1, None),
+                          help="rank of the LoRA adapters tuned on the self-attention (alpha = rank; a profile keeps "
+                               "its own, so generate and invert need none)")
+#: its generation defaults where they depart from the method's: Wan's own 50 steps and guidance 5
+DEFAULTS = {"invert_steps": 50, "sample_steps": 50, "guidance": 5.0}
+#: its settings (``--option NAME=VALUE`` or the environment variable), passed to ``configure()``
 OPTIONS = (
-    BackendOption("lora_rank", int, default=16, commands=("tune",),
-                  help="rank of the LoRA adapters tuned on the self-attention (alpha = rank; a profile keeps "
-                       "its own, so generate and invert need none)"),
+    BackendOption("model_path", env="VMC_WAN_MODEL",
+                  help="a hub id (default Wan-AI/Wan2.1-T2V-1.3B-Diffusers) or a folder WanPipeline.save_pretrained "
+                       "wrote"),
+    BackendOption("revision", env="VMC_WAN_REVISION",
+                  help="the hub revision of the model (default: the commit vmc pins for the default id, else main)"),
+    BackendOption("keyframes", env="VMC_WAN_KEYFRAMES", kept=True,
+                  help="FRAMESxWIDTHxHEIGHT of the key-frames (default 33x832x480; frames 4k+1, sides multiples of "
+                       "16)"),
+    LORA_RANK,
+    *speed_options("WAN"),
 )
 #: tuning trains LoRA adapters on the self-attention's q and k in every block (``--target`` on
 #: wan: PROJECTIONS[:BLOCKS], e.g. qkv or qk:0-14; vmc_wan.backend.parse_target) with the cosine on
@@ -57,4 +71,5 @@ def register_backends(register):
         "the hub weights and a CUDA GPU",
         tune_defaults=TUNE_DEFAULTS,
         options=OPTIONS,
+        defaults=DEFAULTS,
     )

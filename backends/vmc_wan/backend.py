@@ -51,13 +51,16 @@ Prompt encoding is the pipeline's: UMT5 states of the prompt padded to
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
 from vmc_cli.errors import VmcError
 from vmc_cli.repos import RepoSpec, resolve_all, revision_for
 from vmc_latent import LatentVideoBackend, is_hub_id, local_folder
+
+from vmc_cli.tune_config import GENERATE_DEFAULTS
+
+from . import DEFAULTS, OPTIONS
 
 DEFAULT_ID = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
 #: The hub commit loaded by default (``VMC_WAN_REVISION`` overrides it; ``main`` takes the
@@ -218,15 +221,14 @@ def flow_config(config: dict) -> dict:
 
 
 class WanBackend(LatentVideoBackend):
-    env_prefix = "WAN"
     num_frames, width, height = KEYFRAMES
     fps = 16.0
     #: multiples of 8 (VAE) x 2 (patches); set from the configs by :meth:`configure`
     size_multiple = 16
     temporal_factor = 4
     causal_frames = True
-    #: Wan's own defaults (50 steps, guidance 5), not VMC's 75/75/9 for Show-1
-    defaults = {"invert_steps": 50, "sample_steps": 50, "guidance": 5.0, "negative_prompt": ""}
+    #: its generation defaults (:data:`vmc_wan.DEFAULTS`, registered the same)
+    defaults = {**GENERATE_DEFAULTS, **DEFAULTS}
     #: Wan has no temporal attention: its self-attention attends over all frames' tokens at once
     temporal_attention_marker = "attn1"
     attention_span = "tokens"
@@ -234,68 +236,67 @@ class WanBackend(LatentVideoBackend):
     lora_prefix = "transformer"
     #: the rank tuning's adapters get (``--option lora_rank``), and the adapters on the model now
     lora_rank = DEFAULT_RANK
+    #: its declared settings (the plugin registers the same ones)
+    options = OPTIONS
     _adapter: dict | None = None
 
     # -- loading -------------------------------------------------------------------
     def locate(self, model_path: str | None, log) -> tuple[Path, dict]:
         """The model folder and its ``{"id", "revision", "source"}`` (no weights read)."""
-        source = model_path or os.environ.get("VMC_WAN_MODEL") or DEFAULT_ID
+        source = model_path or self.setting("model_path") or DEFAULT_ID
         if not is_hub_id(str(source)):
             folder = Path(source).expanduser()
             return folder, local_folder(folder, spec(folder.name), "a Wan 2.1 folder in the hub's layout",
                                         "pass the folder WanPipeline.save_pretrained wrote, or a hub id")
-        revision = revision_for(str(source), "VMC_WAN_REVISION", PINNED)
+        revision = revision_for(str(source), self.revision, PINNED)
         found = resolve_all([spec(str(source))], {"keyframes": revision}, None, None, log, family="Wan",
                             path_env=None, revisions_env="VMC_WAN_REVISION")["keyframes"]
         return found.folder, found.info()
 
-    def configure(self, *, model_path=None, progress=None, lora_rank=None) -> None:
-        """Find the files; the VAE's and transformer's configs give the frame and size rules,
-        ``VMC_WAN_KEYFRAMES=FRAMESxWIDTHxHEIGHT`` the key-frames (default 33x832x480).
-        ``lora_rank`` (``vmc tune --option lora_rank=N``) is checked here, before any weights load."""
-        if lora_rank is not None:
-            self.lora_rank = check_rank(lora_rank)
-        if getattr(self, "_folder", None) is not None and self._model_path == model_path:
-            return
-        log = progress.log if progress is not None else (lambda m: None)
-        folder, info = self.locate(model_path, log)
-        self._folder, self._model_path, self._info = folder, model_path, {"keyframes": info}
+    def configure(self, *, model_path=None, progress=None, lora_rank=None, revision=None, keyframes=None,
+                  offload=None, gradient_checkpointing=None) -> None:
+        """Its settings (checked before any weights load), then the files: the VAE's and
+        transformer's configs give the frame and size rules, the ``keyframes`` option the
+        key-frames (default 33x832x480). ``lora_rank``: the rank of the LoRA adapters that
+        tuning adds (:meth:`tunable_parameters`); a profile's own layout is rebuilt from its
+        manifest (:meth:`use_adapter_layout`)."""
+        self.lora_rank = check_rank(self.setting("lora_rank", lora_rank))
+        self.speed_switches(offload, gradient_checkpointing)
+        self.revision = self.setting("revision", revision) if any(o.name == "revision" for o in self.options) else None
+        key = (model_path, self.revision)
+        if getattr(self, "_folder", None) is None or self._located != key:
+            log = progress.log if progress is not None else (lambda m: None)
+            folder, info = self.locate(model_path, log)
+            self._folder, self._located, self._info = folder, key, {"keyframes": info}
+        folder = self._folder
         vae = json.loads((folder / "vae" / "config.json").read_text())
         transformer = json.loads((folder / "transformer" / "config.json").read_text())
         self.blocks = int(transformer.get("num_layers") or 30)
         self.temporal_factor = int(vae.get("scale_factor_temporal") or 4)
         patch = transformer.get("patch_size") or (1, 2, 2)
         self.size_multiple = int(vae.get("scale_factor_spatial") or 8) * int(patch[-1])
-        self.num_frames, self.width, self.height = self.keyframes_setting()
+        self.num_frames, self.width, self.height = self.keyframes_setting(keyframes)
         check_frame_count(self.num_frames, self.temporal_factor)
         self.set_keyframe_size(self.width, self.height)
         self._scheduler_config = flow_config(json.loads((folder / "scheduler" / "scheduler_config.json").read_text()))
 
-    def load(self, *, device="cpu", dtype=None, model_path=None, stages=("keyframes",), progress=None, check=None,
-             lora_rank=None):
-        """Load the parts. ``lora_rank`` (the ``lora_rank`` option of ``vmc tune``, 16 by default) is
-        the rank of the LoRA adapters that tuning adds (:meth:`tunable_parameters`); a profile's
-        own layout is rebuilt from its manifest (:meth:`use_adapter_layout`)."""
+    def set_device(self, device, dtype) -> None:
+        import torch
+
+        # bfloat16 on CUDA by default: Wan was trained in it (float16 overflows in its attention)
+        super().set_device(device, dtype)
+        if dtype is None and self.device.type == "cuda":
+            self.dtype = torch.bfloat16
+
+    def load_models(self, stages, progress=None) -> None:
         import torch
         from diffusers import AutoencoderKLWan, WanTransformer3DModel
         from transformers import AutoTokenizer, UMT5EncoderModel
 
-        from vmc_cli.backend import torch_dtype
         from vmc_cli.quiet import no_progress_bars, quiet_libraries
 
-        self.expand_stages(tuple(stages))
-        if lora_rank is not None:
-            self.lora_rank = check_rank(lora_rank)
         if self._unet is not None:
             return
-        self.device = torch.device(device)
-        # bfloat16 on CUDA by default: Wan was trained in it (float16 overflows in its attention)
-        self.dtype = torch.bfloat16 if dtype is None and self.device.type == "cuda" else torch_dtype(
-            dtype, self.device.type)
-        self.speed_switches()
-        self.configure(model_path=model_path, progress=progress)
-        if check is not None:
-            check(self.model_info())
         folder = self._folder
         with quiet_libraries(), no_progress_bars():
             transformer = WanTransformer3DModel.from_pretrained(folder, subfolder="transformer", torch_dtype=self.dtype)
@@ -453,9 +454,10 @@ class WanBackend(LatentVideoBackend):
                       blocks=None if blocks == tuple(range(len(self.unet.blocks))) else blocks,
                       seed=int(layout.get("init_seed", 0)))
 
-    def keyframes_setting(self) -> tuple[int, int, int]:
-        """(frames, width, height) of the key-frames: ``VMC_WAN_KEYFRAMES`` or :data:`KEYFRAMES`."""
-        return keyframes_setting()
+    def keyframes_setting(self, given: str | None = None) -> tuple[int, int, int]:
+        """(frames, width, height) of the key-frames: the ``keyframes`` option (or
+        ``VMC_WAN_KEYFRAMES``), else :data:`KEYFRAMES`."""
+        return keyframes_setting(self.setting("keyframes", given))
 
     # -- key-frame model --------------------------------------------------------------
     def prompt_key(self, prompt: str) -> str:
@@ -526,14 +528,14 @@ class WanBackend(LatentVideoBackend):
         return ((video[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).cpu().numpy()
 
 
-def keyframes_setting() -> tuple[int, int, int]:
-    """(frames, width, height) from ``VMC_WAN_KEYFRAMES=FxWxH``, else :data:`KEYFRAMES`."""
-    text = os.environ.get("VMC_WAN_KEYFRAMES", "").strip()
+def keyframes_setting(text: str | None) -> tuple[int, int, int]:
+    """(frames, width, height) from the ``keyframes`` option's ``FxWxH``, else :data:`KEYFRAMES`."""
+    text = (text or "").strip()
     if not text:
         return KEYFRAMES
     try:
         frames, width, height = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise VmcError(f"VMC_WAN_KEYFRAMES={text!r} is not FRAMESxWIDTHxHEIGHT",
-                       "set e.g. VMC_WAN_KEYFRAMES=33x832x480, or unset it") from None
+        raise VmcError(f"keyframes (VMC_WAN_KEYFRAMES) {text!r} is not FRAMESxWIDTHxHEIGHT",
+                       "give e.g. --option keyframes=33x832x480, or leave it out") from None
     return frames, width, height

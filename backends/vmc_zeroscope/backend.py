@@ -27,12 +27,15 @@ folder the UNet's ``sample_size`` times the VAE's factor, square, and 16 frames;
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from vmc_cli.errors import VmcError
 from vmc_cli.repos import RepoSpec, resolve_all, revision_for
 from vmc_latent import LatentVideoBackend, is_hub_id, local_folder
+
+from vmc_cli.tune_config import GENERATE_DEFAULTS
+
+from . import DEFAULTS, OPTIONS
 
 DEFAULT_ID = "cerspense/zeroscope_v2_576w"
 XL_ID = "cerspense/zeroscope_v2_XL"
@@ -64,11 +67,14 @@ def spec(repo_id: str) -> RepoSpec:
 class _XLStage(LatentVideoBackend):
     """ZeroScope XL's UNet, VAE and text encoder (the ``xl`` stage)."""
 
-    env_prefix = "ZEROSCOPE"
+    options = OPTIONS
 
 
 class ZeroScopeBackend(LatentVideoBackend):
-    env_prefix = "ZEROSCOPE"
+    #: its declared settings (the plugin registers the same ones)
+    options = OPTIONS
+    #: its generation defaults (:data:`vmc_zeroscope.DEFAULTS`, registered the same)
+    defaults = {**GENERATE_DEFAULTS, **DEFAULTS}
     num_frames, width, height = KNOWN[DEFAULT_ID]
     fps = 8.0
     optional_stages = ("xl",)
@@ -76,27 +82,33 @@ class ZeroScopeBackend(LatentVideoBackend):
 
     def locate(self, model_path: str | None, log) -> tuple[Path, dict]:
         """The model folder and its ``{"id", "revision", "source"}``."""
-        source = model_path or os.environ.get("VMC_ZEROSCOPE_MODEL") or DEFAULT_ID
+        source = model_path or self.setting("model_path") or DEFAULT_ID
         if not is_hub_id(str(source)):
             folder = Path(source).expanduser()
             return folder, local_folder(folder, spec(folder.name), "a ZeroScope/ModelScope folder in the hub's layout",
                                         "pass the folder TextToVideoSDPipeline.save_pretrained wrote, or a hub id")
-        revision = revision_for(str(source), "VMC_ZEROSCOPE_REVISION", PINNED)
+        revision = revision_for(str(source), self.revision, PINNED)
         found = resolve_all([spec(str(source))], {"keyframes": revision}, None,
                             "fp16" if _cuda() else None, log,
                             family="ZeroScope", path_env=None, revisions_env="VMC_ZEROSCOPE_REVISION")["keyframes"]
         return found.folder, found.info()
 
-    def configure(self, *, model_path=None, progress=None) -> None:
-        """Find the model files and set the key-frame size and count from their configs
+    def configure(self, *, model_path=None, progress=None, revision=None, xl_path=None, xl_revision=None,
+                  xl_size=None, offload=None, gradient_checkpointing=None) -> None:
+        """Its settings, then the model files: the key-frame size and count from their configs
         (no weights are read), so that a clip can be read at the right size before loading."""
         import json
 
-        if getattr(self, "_folder", None) is not None and self._model_path == model_path:
+        self.speed_switches(offload, gradient_checkpointing)
+        self.revision = self.setting("revision", revision)
+        self.xl_settings = {"path": self.setting("xl_path", xl_path), "revision": self.setting("xl_revision", xl_revision),
+                            "size": self.setting("xl_size", xl_size)}
+        key = (model_path, self.revision)
+        if getattr(self, "_folder", None) is not None and self._located == key:
             return
         log = progress.log if progress is not None else (lambda m: None)
         folder, info = self.locate(model_path, log)
-        self._folder, self._model_path, self._info = folder, model_path, {"keyframes": info}
+        self._folder, self._located, self._info = folder, key, {"keyframes": info}
         known = KNOWN.get(info["id"]) if info["source"] == "hub" else None
         if known:
             self.num_frames, self.width, self.height = known
@@ -106,25 +118,13 @@ class ZeroScopeBackend(LatentVideoBackend):
             side = int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
             self.num_frames, self.width, self.height = 16, side, side
 
-    def load(self, *, device="cpu", dtype=None, model_path=None, stages=("keyframes",), progress=None, check=None):
-        import torch
+    def load_models(self, stages, progress=None) -> None:
         from diffusers import UNet3DConditionModel
 
-        from vmc_cli.backend import torch_dtype
-
-        stages = self.expand_stages(tuple(stages))
-        if self._unet is not None:
-            if "xl" in stages:
-                self._load_xl(progress)
-            return
-        self.device = torch.device(device)
-        self.dtype = torch_dtype(dtype, self.device.type, half_on_cuda=True)
-        self.speed_switches()
-        self.configure(model_path=model_path, progress=progress)
-        if check is not None:
-            check(self.model_info())
-        self.load_parts(self._folder, dtype=self.dtype, unet_loader=lambda f, dt: UNet3DConditionModel.from_pretrained(
-            f, subfolder="unet", torch_dtype=dt))
+        if self._unet is None:
+            self.load_parts(self._folder, dtype=self.dtype,
+                            unet_loader=lambda f, dt: UNet3DConditionModel.from_pretrained(f, subfolder="unet",
+                                                                                          torch_dtype=dt))
         if "xl" in stages:
             self._load_xl(progress)
 
@@ -134,24 +134,25 @@ class ZeroScopeBackend(LatentVideoBackend):
         if self._xl is not None:
             return
         log = progress.log if progress is not None else (lambda m: None)
-        local = os.environ.get("VMC_ZEROSCOPE_XL_PATH")
+        settings = getattr(self, "xl_settings", None) or {}
+        local = settings.get("path")
         if local:
             folder = Path(local).expanduser()
             info = local_folder(folder, spec(folder.name), "a ZeroScope XL folder",
                                 "VMC_ZEROSCOPE_XL_PATH names it; unset it to use the hub's")
-            size = os.environ.get("VMC_ZEROSCOPE_XL_SIZE") or f"{2 * self.width}x{2 * self.height}"
+            size = settings.get("size") or f"{2 * self.width}x{2 * self.height}"
         else:
             found = resolve_all([RepoSpec("xl", XL_ID, COMPONENTS, WEIGHTED, "the XL upscale stage")],
-                                {"xl": revision_for(XL_ID, "VMC_ZEROSCOPE_XL_REVISION")}, None,
+                                {"xl": revision_for(XL_ID, settings.get("revision"))}, None,
                                 "fp16" if _cuda() else None, log, family="ZeroScope XL", path_env=None,
                                 revisions_env="VMC_ZEROSCOPE_XL_REVISION")["xl"]
             folder, info = found.folder, found.info()
-            size = os.environ.get("VMC_ZEROSCOPE_XL_SIZE") or "x".join(map(str, XL_SIZE))
+            size = settings.get("size") or "x".join(map(str, XL_SIZE))
         try:
             width, height = (int(v) for v in size.lower().split("x"))
         except ValueError:
-            raise VmcError(f"VMC_ZEROSCOPE_XL_SIZE={size!r} is not WIDTHxHEIGHT",
-                           "set e.g. VMC_ZEROSCOPE_XL_SIZE=1024x576, or unset it") from None
+            raise VmcError(f"xl_size (VMC_ZEROSCOPE_XL_SIZE) {size!r} is not WIDTHxHEIGHT",
+                           "give e.g. --option xl_size=1024x576, or leave it out") from None
         xl = _XLStage()
         xl.name, xl.device, xl.dtype = "zeroscope xl", self.device, self.dtype
         xl.gradient_checkpointing = False

@@ -5,9 +5,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..options import Adapter, Device, Dtype, Home, Json, ModelPath, Option, Quiet
+from ..options import RunOptions, run_options
 
 
+@run_options
 def export(
     profile: Annotated[str, typer.Argument(help="Profile name (see `vmc profiles list`).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="The file to write, NAME.safetensors.",
@@ -21,14 +22,8 @@ def export(
         "--rank", help="U-Net profiles: the rank of the SVD approximation of each weight change (default 32; "
         "the report says the share of the change kept). LoRA profiles (wan) keep their own.",
         show_default=False)] = None,
-    home: Home = None,
-    device: Device = "auto",
-    dtype: Dtype = None,
-    model_path: ModelPath = None,
-    adapter: Adapter = None,
-    option: Option = None,
-    as_json: Json = False,
-    quiet: Quiet = False,
+    *,
+    run: RunOptions,
 ):
     """Write a profile as a LoRA file that other tools load (diffusers, ComfyUI, AnimateDiff-Evolved).
 
@@ -39,17 +34,14 @@ def export(
     native tools, where it has them. The file's header records the backend, the base model and
     revision, rank and alpha, layout, tuning prompt and settings and the suggested strength.
     """
-    from ..backend_options import parse_given
     from ..export import export_profile
-    from ..jobs import Runtime
-    from ..output import emit_json, reporter
-    from ..profiles import ProfileStore
+    from ..output import emit_json
 
-    progress = reporter(as_json, quiet)
-    runtime = Runtime(device, dtype, model_path, progress, parse_given(option, adapter=adapter), "export")
+    progress = run.reporter()
+    runtime = run.runtime("export", progress)
     with progress.session():
-        result = export_profile(profile, output, store=ProfileStore(home), runtime=runtime, fmt=fmt, rank=rank)
-    if as_json:
+        result = export_profile(profile, output, store=run.store(), runtime=runtime, fmt=fmt, rank=rank)
+    if run.as_json:
         emit_json(result)
     else:
         how = ("its LoRA adapters as they are" if not result["approximated"] else

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import VmcError
-from ..options import Adapter, Backend, Device, Dtype, Home, Json, ModelPath, MotionScale, Option, Quiet, Seed, Strength
+from ..options import Backend, MotionScale, RunOptions, Seed, Strength, run_options
 
 
 def _read_prompts(prompt: str | None, prompt_file: Path | None) -> list[str]:
@@ -99,6 +99,7 @@ def _processes() -> _Processes | None:
     return _Processes(state) if state.num_processes > 1 else None
 
 
+@run_options
 def generate(
     profile: Annotated[str, typer.Argument(help="Profile name (see `vmc profiles list`).")],
     prompt: Annotated[Optional[str], typer.Option(
@@ -113,11 +114,11 @@ def generate(
         "--format", "-f", help="mp4, gif or png (a folder of frames) (default: from -o, else mp4).",
         show_default=False)] = None,
     steps: Annotated[Optional[int], typer.Option(
-        "--steps", help="Key-frame sampling steps (default: the backend's, 75).", show_default=False)] = None,
+        "--steps", help="Key-frame sampling steps (default: the backend's, listed below).", show_default=False)] = None,
     guidance: Annotated[Optional[float], typer.Option(
-        "--guidance", help="Classifier-free guidance scale (default: the backend's, 9.0).", show_default=False)] = None,
+        "--guidance", help="Classifier-free guidance scale (default: the backend's, listed below).", show_default=False)] = None,
     invert_steps: Annotated[Optional[int], typer.Option(
-        "--invert-steps", help="DDIM inversion steps when inverting (default: the backend's, 75).",
+        "--invert-steps", help="DDIM inversion steps when inverting (default: the backend's, listed below).",
         show_default=False)] = None,
     negative_prompt: Annotated[Optional[str], typer.Option(
         "--negative-prompt", help="Prompt to steer away from (default: the backend's).", show_default=False)] = None,
@@ -145,28 +146,24 @@ def generate(
                                                  show_default=False)] = None,
     seed: Seed = 0,
     backend: Backend = None,
-    home: Home = None,
-    device: Device = "auto",
-    dtype: Dtype = None,
-    model_path: ModelPath = None,
-    adapter: Adapter = None,
-    option: Option = None,
-    as_json: Json = False,
-    quiet: Quiet = False,
+    *,
+    run: RunOptions,
 ):
     """Generate the profile's motion with a new prompt: key-frames from the inverted clip, then the cascade."""
-    from ..backend_options import parse_given
-    from ..runtime import Runtime
-    from ..jobs import generate as run
-    from ..output import emit_json, reporter
-    from ..profiles import ProfileStore, validate_name
+    from ..generate_config import GenerateConfig
+    from ..jobs import generate as job
+    from ..output import emit_json
+    from ..profiles import validate_name
 
     validate_name(profile)
+    config = GenerateConfig(steps=steps, guidance=guidance, invert_steps=invert_steps, negative_prompt=negative_prompt,
+                            strength=strength, motion_scale=motion_scale, init=init, invert_with=invert_with,
+                            seed=seed, stages=stages, fps=fps)
     prompts = _read_prompts(prompt, prompt_file)
     outputs = output_paths(profile, prompts, output, fmt, batch=prompt_file is not None)
     keyframes = keyframe_paths(outputs, keyframes_out, batch=prompt_file is not None)
     pairs = keyframe_paths(outputs, side_by_side, prompt_file is not None, "--side-by-side", "side_by_side")
-    if as_json:
+    if run.as_json:
         from ..video import stream_of
 
         taken = [p for p in [*outputs, *(keyframes or []), *(pairs or [])] if stream_of(p) == 1]
@@ -175,23 +172,21 @@ def generate(
                            "drop --json, or write the video to a file")
     processes = _processes()
     mine = list(range(len(prompts)))
+    device = None  # --device, unless a launch placed this process
     if processes is not None:  # accelerate launch: this process's share of the prompts, on its own device
         with processes.state.split_between_processes(mine) as share:
             mine = list(share)
-        if device == "auto":
+        if run.device == "auto":
             placed = processes.state.device
             device = "cpu" if placed.type == "cpu" else str(placed)
-    progress = reporter(as_json, quiet or not (processes is None or processes.is_main))
+    progress = run.reporter(quiet=not (processes is None or processes.is_main))
     results = []
-    runtime = Runtime(device, dtype, model_path, progress, parse_given(option, adapter=adapter), "generate")
+    runtime = run.runtime("generate", progress, device)
     with progress.session():
         if mine:
-            results = run(profile, [prompts[i] for i in mine], [outputs[i] for i in mine], store=ProfileStore(home),
-                          runtime=runtime, backend_name=backend, steps=steps,
-                          guidance=guidance, invert_steps=invert_steps, seed=seed, negative_prompt=negative_prompt,
-                          stages=stages, fmt=fmt, init=init, fps=fps, strength=strength, invert_with=invert_with,
-                          keyframe_outputs=[keyframes[i] for i in mine] if keyframes else None,
-                          motion_scale=motion_scale, sync=processes,
+            results = job(profile, [prompts[i] for i in mine], [outputs[i] for i in mine], store=run.store(),
+                          runtime=runtime, config=config, backend_name=backend, fmt=fmt,
+                          keyframe_outputs=[keyframes[i] for i in mine] if keyframes else None, sync=processes,
                           side_by_side_outputs=[pairs[i] for i in mine] if pairs else None)
         elif processes is not None:
             processes.wait()  # more processes than prompts: nothing to do, but the barrier is shared
@@ -206,7 +201,7 @@ def generate(
         processes.close()
         if not processes.is_main:
             return
-    if as_json:
+    if run.as_json:
         emit_json({"profile": profile, "videos": results})
     else:
         for r in results:

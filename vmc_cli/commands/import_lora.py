@@ -5,9 +5,10 @@ from typing import Annotated
 
 import typer
 
-from ..options import Device, Dtype, Home, Json, ModelPath, Option, Quiet
+from ..options import RunOptions, run_options
 
 
+@run_options
 def import_lora(
     file: Annotated[Path, typer.Argument(help="A motion LoRA, .safetensors: diffusers' keys, ComfyUI's native Wan keys "
                                          "(or kohya's lora_unet_...), or the original AnimateDiff motion-LoRA keys.",
@@ -17,30 +18,22 @@ def import_lora(
                                          show_default=False)],
     name: Annotated[str, typer.Option("--name", "-n", help="The new profile's name.", show_default=False)],
     force: Annotated[bool, typer.Option("--force", help="Replace a profile of that name.")] = False,
-    home: Home = None,
-    device: Device = "auto",
-    dtype: Dtype = None,
-    model_path: ModelPath = None,
-    option: Option = None,
-    as_json: Json = False,
-    quiet: Quiet = False,
+    *,
+    run: RunOptions,
 ):
     """Make a profile of a motion LoRA trained elsewhere, so `vmc generate NAME` uses it.
 
     The layout is told from the file's keys; the model is loaded to check every factor's shape.
     Such a profile has no source clip: `vmc generate` samples it from fresh noise (--init noise).
     """
-    from ..backend_options import parse_given
-    from ..importing import import_lora as run
-    from ..jobs import Runtime
-    from ..output import emit_json, reporter
-    from ..profiles import ProfileStore
+    from ..importing import import_lora as job
+    from ..output import emit_json
 
-    progress = reporter(as_json, quiet)
-    runtime = Runtime(device, dtype, model_path, progress, parse_given(option), "import")
+    progress = run.reporter()
+    runtime = run.runtime("import", progress)
     with progress.session():
-        result = run(file, backend_name=backend, name=name, store=ProfileStore(home), runtime=runtime, force=force)
-    if as_json:
+        result = job(file, backend_name=backend, name=name, store=run.store(), runtime=runtime, force=force)
+    if run.as_json:
         emit_json(result)
     else:
         print(f"imported {file} ({result['layout']}, {result['modules']} modules, rank "

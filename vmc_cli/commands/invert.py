@@ -4,41 +4,34 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..options import Adapter, Backend, Device, Dtype, Home, Json, ModelPath, MotionScale, Option, Quiet, Strength
+from ..options import Backend, MotionScale, RunOptions, Strength, run_options
 
 
+@run_options
 def invert(
     profile: Annotated[str, typer.Argument(help="Profile name (see `vmc profiles list`).")],
     steps: Annotated[Optional[int], typer.Option(
-        "--steps", help="DDIM inversion steps (default: the backend's, 75).", show_default=False)] = None,
+        "--steps", help="DDIM inversion steps (default: the backend's, listed below).", show_default=False)] = None,
     strength: Strength = None,
     motion_scale: MotionScale = None,
     backend: Backend = None,
-    home: Home = None,
-    device: Device = "auto",
-    dtype: Dtype = None,
-    model_path: ModelPath = None,
-    adapter: Adapter = None,
-    option: Option = None,
-    as_json: Json = False,
-    quiet: Quiet = False,
+    *,
+    run: RunOptions,
 ):
     """DDIM-invert the profile's clip with its tuned model (empty prompt, no guidance) and save the noise.
 
     Optional: `vmc generate` inverts by itself when the profile has no inversion yet.
     """
-    from ..backend_options import parse_given
-    from ..jobs import Runtime, invert_profile
-    from ..output import emit_json, reporter
-    from ..profiles import ProfileStore
+    from ..jobs import invert_profile
+    from ..output import emit_json
 
-    progress = reporter(as_json, quiet)
-    runtime = Runtime(device, dtype, model_path, progress, parse_given(option, adapter=adapter), "invert")
+    progress = run.reporter()
+    runtime = run.runtime("invert", progress)
     with progress.session():
-        result = invert_profile(profile, store=ProfileStore(home), runtime=runtime,
+        result = invert_profile(profile, store=run.store(), runtime=runtime,
                                 steps=steps, backend_name=backend, strength=strength,
                                 motion_scale=motion_scale)
-    if as_json:
+    if run.as_json:
         emit_json(result)
     else:
         print(f"inverted {profile} in {result['steps']} steps up to t={result['final_timestep']} "

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import VmcError
-from ..options import Adapter, Backend, Device, Dtype, Home, Json, ModelPath, Option, Quiet, Seed
+from ..options import Backend, RunOptions, Seed, run_options
 
 
 def parse_timesteps(text: str | None) -> tuple[int, int] | None:
@@ -35,6 +35,7 @@ class TuneCommand(typer.core.TyperCommand):
         return super().get_help(ctx)
 
 
+@run_options
 def tune(
     clip: Annotated[Path, typer.Argument(help="The clip whose motion to learn: a video file (mp4, webm, gif, ...), "
                                          "a folder of frames (jpg, jpeg, png, webp, in natural order: 2 before 10) "
@@ -44,7 +45,7 @@ def tune(
         "--name", "-n", help="Profile name (default: made from the tuning prompt).", show_default=False)] = None,
     backend: Backend = None,
     frames: Annotated[Optional[int], typer.Option(
-        "--frames", help="Frames to sample from the clip (default: the backend's, 8).", show_default=False)] = None,
+        "--frames", help="Frames to sample from the clip (default: the backend's key-frame count).", show_default=False)] = None,
     stride: Annotated[int, typer.Option("--stride", help="Take every N-th frame (after --fps).")] = 1,
     start: Annotated[str, typer.Option(
         "--start", help="First frame to take: a frame number (0-based, after --fps) or seconds, e.g. 1.5s.")] = "0",
@@ -71,8 +72,8 @@ def tune(
     target: Annotated[Optional[str], typer.Option(
         "--target", help="Parameters to tune: qkv (temporal attention q/k/v, the paper's), temporal "
         "(all temporal attention), attention (q/k/v of every attention layer), or a regex over parameter names "
-        "(default: the backend's). wan: LoRA on the self-attention, PROJECTIONS[:BLOCKS], e.g. qk (its default), "
-        "qkv, qk:0-14.", show_default=False)] = None,
+        "(default: the backend's, listed below); a backend may take forms of its own (a Wan backend's LoRA "
+        "targets, e.g. qk:0-14: `vmc backends`).", show_default=False)] = None,
     timesteps: Annotated[Optional[str], typer.Option(
         "--timesteps", help="Draw tuning timesteps from LO:HI only, e.g. 0:600 (default: the backend's; "
         "the paper's is the whole schedule).", show_default=False)] = None,
@@ -88,14 +89,8 @@ def tune(
         "--resume", help="Continue the interrupted tune of this profile name from its last checkpoint "
         "(same clip, prompt and options; on a CPU the result is bit-identical to an uninterrupted run).")] = False,
     seed: Seed = 0,
-    home: Home = None,
-    device: Device = "auto",
-    dtype: Dtype = None,
-    model_path: ModelPath = None,
-    adapter: Adapter = None,
-    option: Option = None,
-    as_json: Json = False,
-    quiet: Quiet = False,
+    *,
+    run: RunOptions,
 ):
     """Learn the motion of a clip: fine-tune the key-frame model's temporal attention into a profile.
 
@@ -104,24 +99,22 @@ def tune(
     (see `vmc prompt`) unless --keep-prompt is given; both forms are recorded in the profile,
     with every tuning setting used.
     """
-    from ..backend_options import parse_given
-    from ..jobs import Runtime, tune_clip
-    from ..output import emit_json, info, reporter
-    from ..profiles import ProfileStore
+    from ..jobs import tune_clip
+    from ..output import emit_json, info
     options = dict(steps=steps, lr=lr, loss=loss, seed=seed, target=target, stride=residual_stride,
                    timestep_range=parse_timesteps(timesteps))
-    progress = reporter(as_json, quiet)
-    store = ProfileStore(home)
-    runtime = Runtime(device, dtype, model_path, progress, parse_given(option, adapter=adapter), "tune")
+    progress = run.reporter()
+    store = run.store()
+    runtime = run.runtime("tune", progress)
     with progress.session():
         result = tune_clip(clip, prompt, store=store, runtime=runtime,
                            backend_name=backend, name=name, frames=frames, stride=stride,
                            start=start, options=options, keep_prompt=keep_prompt, force=force, crop=crop, fps=fps,
                            resume=resume, checkpoint_every=checkpoint_every, width=width, height=height)
-    if as_json:
+    if run.as_json:
         emit_json(result)
     else:
-        info(f"tuning prompt: {result['tuning_prompt']!r}", quiet)
+        info(f"tuning prompt: {result['tuning_prompt']!r}", run.quiet)
         info(f"loss {result['loss']['first']:.4f} -> {result['loss']['mean_last_10']:.4f} (mean of last 10) "
-             f"in {result['seconds']:.1f}s", quiet)
+             f"in {result['seconds']:.1f}s", run.quiet)
         print(f"profile {result['profile']} saved in {result['path']}")
