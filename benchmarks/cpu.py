@@ -45,8 +45,8 @@ def tuning_step_times(steps: int) -> tuple[list[float], int]:
     sys.path.insert(0, str(ROOT / "examples"))
     from make_clip import moving_disc
 
-    from vmc_cli.plugins import get_backend
-    from vmc_cli.tuning import TuneConfig, tune
+    from vmc_cli.models.plugins import get_backend
+    from vmc_cli.method.tuning import TuneConfig, tune
 
     backend = get_backend("tiny")
     backend.load()
@@ -65,8 +65,8 @@ def shapes_variant_step_times(steps: int, compile_too: bool) -> dict[str, float]
     import torch
 
     sys.path.insert(0, str(ROOT / "backends"))
-    from vmc_cli.plugins import get_backend
-    from vmc_cli.tuning import TuneConfig, tune
+    from vmc_cli.models.plugins import get_backend
+    from vmc_cli.method.tuning import TuneConfig, tune
     from vmc_shapes.world import held_out_paths, render
     from vmc_pixel.blocks import FrameConv3d
 

@@ -10,7 +10,7 @@ weights (no download) and handed to the backend through ``LatentVideoBackend.use
 the same call its loader makes after reading the files, so half precision (with float32
 q/k/v masters), gradient checkpointing and offload are the backend's own. Then: the clip is
 encoded with the VAE, the temporal q/k/v are tuned with the motion-distillation loss
-(``vmc_cli.tuning.tune``), the latents are DDIM-inverted and guided DDIM sampling runs from
+(``vmc_cli.method.tuning.tune``), the latents are DDIM-inverted and guided DDIM sampling runs from
 the inverted noise, and the result is decoded.
 
 Layouts (``--size full``):
@@ -117,7 +117,7 @@ def text_config(full: dict, size: str) -> dict:
 
 def qkv_of(backend) -> dict:
     """The parameters ``vmc tune`` trains by default (the temporal attention's q/k/v)."""
-    from vmc_cli.tuning import select_parameters
+    from vmc_cli.method.tuning import select_parameters
 
     return select_parameters(backend.unet, "qkv", backend.temporal_attention_marker)
 
@@ -128,7 +128,7 @@ def build(name: str, size: str, device: str, dtype: str | None, checkpointing: b
     from transformers import CLIPTextConfig, CLIPTextModel
 
     from vmc_cli.backend import torch_dtype
-    from vmc_cli.plugins import get_backend
+    from vmc_cli.models.plugins import get_backend
     from vmc_show1.stages import quiet_libraries
 
     backend = get_backend(name)
@@ -162,9 +162,9 @@ def build(name: str, size: str, device: str, dtype: str | None, checkpointing: b
 
 
 def bench(name: str, args) -> tuple[dict, list[str]]:
-    from vmc_cli.inversion import ddim_invert
-    from vmc_cli.sampling import ddim_sample, guided
-    from vmc_cli.tuning import TuneConfig, tune
+    from vmc_cli.method.inversion import ddim_invert
+    from vmc_cli.method.sampling import ddim_sample, guided
+    from vmc_cli.method.tuning import TuneConfig, tune
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     peak_reset()

@@ -1,6 +1,6 @@
 """Do vmc's ``--format comfyui`` LoRA files load in the real third-party loaders? A check run by hand.
 
-It writes LoRAs with vmc's own writer (``vmc_cli.lora_files.write_tensors``, what ``vmc export``
+It writes LoRAs with vmc's own writer (``vmc_cli.models.lora_files.write_tensors``, what ``vmc export``
 calls) and loads them with the loaders' own code, on models built with the loaders' own classes:
 
 - Wan: ComfyUI's ``UNETLoader`` (model detection, ``model_base.WAN21``) on a random 2-block Wan 2.1
@@ -111,7 +111,7 @@ def wan_rows(tmp: Path) -> list[tuple]:
     from comfy.ldm.wan.model import WanModel
     import comfy.ops
     from safetensors.torch import save_file
-    from vmc_cli.lora_files import diffusers_layout, write_tensors
+    from vmc_cli.models.lora_files import diffusers_layout, write_tensors
     from vmc_wan.backend import comfyui_layout
 
     # A random Wan 2.1 T2V state dict in the original key layout, loaded as a user would (UNETLoader).
@@ -162,7 +162,7 @@ def animatediff_rows(tmp: Path) -> list[tuple]:
     from animatediff.motion_module_ad import AnimateDiffModel, normalize_ad_state_dict
     from animatediff.utils_model import Folders
     from vmc_animatediff.backend import motion_lora_layout
-    from vmc_cli.lora_files import diffusers_layout, write_tensors
+    from vmc_cli.models.lora_files import diffusers_layout, write_tensors
 
     # SD1.5 v2 motion modules: (block, channels, motion modules) in diffusers' UNetMotionModel order.
     blocks = ([(f"down_blocks.{i}", c, 2) for i, c in enumerate((320, 640, 1280, 1280))] + [("mid_block", 1280, 1)]

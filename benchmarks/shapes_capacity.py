@@ -46,8 +46,8 @@ def main() -> None:
 
     from shapes_score import score
 
-    from vmc_cli.plugins import get_backend
-    from vmc_cli.video import read_frames, write_video
+    from vmc_cli.models.plugins import get_backend
+    from vmc_cli.io.video import read_frames, write_video
     from vmc_shapes.world import caption, held_out_paths, render
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

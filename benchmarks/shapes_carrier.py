@@ -31,8 +31,8 @@ def main() -> None:
     from shapes_cli_check import TIE, bootstrap, draw_cases, paths
     from shapes_transfer import parse_setting, path_error, sample_from
 
-    from vmc_cli.pipeline import MotionPipeline
-    from vmc_cli.tuning import TuneConfig, tune
+    from vmc_cli.method.pipeline import MotionPipeline
+    from vmc_cli.method.tuning import TuneConfig, tune
     from vmc_shapes.backend import ShapesBackend
     from vmc_shapes.world import caption, centroid_path, classify_appearance, render
 

@@ -159,8 +159,8 @@ def run(cmd: list, env: dict) -> None:
 def main() -> None:
     from shapes_score import score
 
-    from vmc_cli.clips import read_clip
-    from vmc_cli.video import read_frames, write_video
+    from vmc_cli.io.clips import read_clip
+    from vmc_cli.io.video import read_frames, write_video
     from vmc_shapes.world import caption, render
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -179,7 +179,7 @@ def main() -> None:
     args = ap.parse_args()
     settings = args.tune if args.tune is not None else [""]
     generates = args.generate if args.generate is not None else [""]
-    from vmc_cli.plugins import get_backend
+    from vmc_cli.models.plugins import get_backend
 
     frames = get_backend(args.backend).num_frames
 

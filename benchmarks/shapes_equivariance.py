@@ -105,7 +105,7 @@ def main() -> None:
     if config.exists():
         from safetensors.torch import load_file
 
-        from vmc_cli.quiet import quiet_libraries
+        from vmc_cli.models.quiet import quiet_libraries
 
         with quiet_libraries():
             show1 = Show1UNet3DConditionModel.from_config(json.loads(config.read_text())["unet_config"]).eval()

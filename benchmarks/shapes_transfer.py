@@ -13,7 +13,7 @@ A tuned condition samples like the tool does: DDIM-invert the clip with the tune
 (empty prompt, no guidance) part-way (``--strengths``: 1 is the whole inversion; lower
 keeps more of the clip), then sample each new prompt with guidance from the sampler's
 timestep whose noise level matches. Everything runs through vmc's own functions
-(``vmc_cli.tuning.tune``, ``inversion.ddim_invert``, ``sampling.ddim_sample``) on the
+(``vmc_cli.method.tuning.tune``, ``inversion.ddim_invert``, ``sampling.ddim_sample``) on the
 ``shapes`` backend, in memory.
 
 Measures, per output: centroid path error (mean distance between the source's and the
@@ -93,10 +93,10 @@ def parse_setting(text: str) -> dict | None:
 
 def sample_from(backend, x0, prompts, *, steps: int, guidance: float, strength: float = 1.0,
                 noise: torch.Tensor | None = None, inverted: torch.Tensor | None = None):
-    """uint8 clips, one per prompt, sampled like ``vmc generate`` (:class:`vmc_cli.pipeline.MotionPipeline`):
+    """uint8 clips, one per prompt, sampled like ``vmc generate`` (:class:`vmc_cli.method.pipeline.MotionPipeline`):
     from ``noise`` when given, else from the clip's DDIM inversion at ``strength`` (computed
     unless ``inverted`` is given)."""
-    from vmc_cli.pipeline import MotionPipeline
+    from vmc_cli.method.pipeline import MotionPipeline
 
     pipeline = MotionPipeline(backend)
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
@@ -108,7 +108,7 @@ def sample_from(backend, x0, prompts, *, steps: int, guidance: float, strength: 
 
 
 def measure(source_clip, source_path, clip, wanted, source_look, fidelity: bool = True) -> dict:
-    from vmc_cli.metrics import motion_fidelity
+    from vmc_cli.method.metrics import motion_fidelity
     from vmc_shapes.world import centroid_path, classify_appearance
 
     colour, shape = classify_appearance(clip)
@@ -128,8 +128,8 @@ def measure(source_clip, source_path, clip, wanted, source_look, fidelity: bool 
 
 
 def run(args) -> dict:
-    from vmc_cli.pipeline import MotionPipeline
-    from vmc_cli.tuning import TuneConfig, tune
+    from vmc_cli.method.pipeline import MotionPipeline
+    from vmc_cli.method.tuning import TuneConfig, tune
     from vmc_shapes.backend import ShapesBackend
     from vmc_shapes.world import caption, centroid_path, held_out_paths, render
 

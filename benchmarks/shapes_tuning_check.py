@@ -29,7 +29,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks"), str(ROOT / "backends")]
 def main() -> None:
     from shapes_transfer import INVARIANT_PROMPT, SOURCES, parse_setting, path_error, sample_from, target_appearances
 
-    from vmc_cli.tuning import TuneConfig, tune
+    from vmc_cli.method.tuning import TuneConfig, tune
     from vmc_shapes.backend import ShapesBackend
     from vmc_shapes.world import caption, centroid_path, classify_appearance, held_out_paths, render
 

@@ -443,9 +443,9 @@ def main() -> None:
     if args.cascade_steps is not None and args.cascade_steps < 1:
         ap.error("--cascade-steps must be at least 1")
 
-    from vmc_cli.inversion import ddim_invert
-    from vmc_cli.sampling import ddim_sample, guided
-    from vmc_cli.tuning import TuneConfig, tune
+    from vmc_cli.method.inversion import ddim_invert
+    from vmc_cli.method.sampling import ddim_sample, guided
+    from vmc_cli.method.tuning import TuneConfig, tune
     from vmc_show1.backend import STAGE_SETTINGS, _size
 
     device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -14,9 +14,9 @@ them from the configs (temporal factor 4, sizes in multiples of 16, 33 frames at
 default). Then, as ``vmc tune`` and ``vmc generate`` do: the prompts are encoded and the text
 encoder released, the clip is encoded with the VAE, LoRA adapters of rank ``--rank`` on
 attn1's q and k (``WanBackend.add_lora``) are tuned with the motion-distillation loss
-(``vmc_cli.tuning.tune``, target ``vmc_wan.backend.LORA_TARGET``), the latents are inverted
+(``vmc_cli.method.tuning.tune``, target ``vmc_wan.backend.LORA_TARGET``), the latents are inverted
 (flow-matching Euler under the empty prompt) and key-frames sampled from them with guidance
-(``vmc_cli.pipeline.MotionPipeline``), and the result is decoded.
+(``vmc_cli.method.pipeline.MotionPipeline``), and the result is decoded.
 
 Layouts (``--size full``), reconstructions written from the published configuration of
 ``Wan-AI/Wan2.1-T2V-1.3B-Diffusers``, not read from the hub (no network here):
@@ -171,8 +171,8 @@ def build(args, device: str):
 
 
 def bench(args) -> tuple[dict, list[str]]:
-    from vmc_cli.pipeline import MotionPipeline
-    from vmc_cli.tuning import TuneConfig, tune
+    from vmc_cli.method.pipeline import MotionPipeline
+    from vmc_cli.method.tuning import TuneConfig, tune
     from vmc_wan.backend import LORA_TARGET
 
     device = "cuda" if torch.cuda.is_available() else "cpu"

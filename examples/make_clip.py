@@ -39,7 +39,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     w, h = (int(v) for v in args.size.lower().split("x"))
-    from vmc_cli.video import write_video
+    from vmc_cli.io.video import write_video
 
     print(write_video(moving_disc(args.frames, w, h, args.seed), args.output, fps=8))
 

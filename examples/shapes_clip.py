@@ -26,7 +26,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=8, help="frames in the clip (8 for shapes, 9 for shapes-wan)")
     args = ap.parse_args()
     paths = held_out_paths(args.frames)
-    from vmc_cli.video import write_video
+    from vmc_cli.io.video import write_video
 
     frames = render(args.shape, args.colour, paths[args.path], args.size, args.shape_size)
     print(write_video(frames, args.output, fps=4))

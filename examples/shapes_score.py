@@ -36,7 +36,7 @@ def main() -> None:
     ap.add_argument("generated")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    from vmc_cli.video import read_frames
+    from vmc_cli.io.video import read_frames
 
     s = score(read_frames(args.source), read_frames(args.generated))
     if args.json:

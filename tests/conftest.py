@@ -20,8 +20,8 @@ sys.path.insert(0, str(ROOT / "examples"))
 def tune_tiny_profile(home: Path, clip: Path, prompt: str = "a disc is moving") -> Path:
     """A real tiny-backend profile (1 tuning step) in the store ``home``; its folder."""
     from vmc_cli.jobs import Runtime, tune_clip
-    from vmc_cli.profiles import ProfileStore
-    from vmc_cli.tuning import TuneConfig
+    from vmc_cli.store.profiles import ProfileStore
+    from vmc_cli.method.tuning import TuneConfig
 
     result = tune_clip(clip, prompt, store=ProfileStore(home), runtime=Runtime("cpu"), backend_name="tiny",
                        config=TuneConfig(steps=1))
@@ -49,7 +49,7 @@ def clip_path(tmp_path_factory) -> Path:
     """A 12-frame synthetic clip (a disc moving along an arc), 128x80, mp4."""
     from make_clip import moving_disc
 
-    from vmc_cli.video import write_video
+    from vmc_cli.io.video import write_video
 
     return write_video(moving_disc(12, 128, 80, seed=0), tmp_path_factory.mktemp("clips") / "disc.mp4")
 

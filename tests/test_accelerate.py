@@ -17,7 +17,7 @@ import sys
 import numpy as np
 import pytest
 
-from vmc_cli.video import read_frames
+from vmc_cli.io.video import read_frames
 
 pytestmark = pytest.mark.slow  # two accelerate processes per run
 

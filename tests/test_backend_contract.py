@@ -192,7 +192,7 @@ def factories() -> dict[str, Tiny]:
 
 
 def registered() -> list[str]:
-    from vmc_cli.plugins import get_backends
+    from vmc_cli.models.plugins import get_backends
 
     return sorted(get_backends())
 
@@ -231,7 +231,7 @@ class Maker:
         return mp
 
     def new(self):
-        from vmc_cli.plugins import get_backend
+        from vmc_cli.models.plugins import get_backend
 
         mp = self._env()
         try:
@@ -406,7 +406,7 @@ def temporal_qkv(backend) -> set[str]:
 @pytest.fixture(scope="module")
 def tuned(make, clip):
     """A fresh instance before and after two tuning steps: (backend, base state, result)."""
-    from vmc_cli.tuning import TuneConfig, tune
+    from vmc_cli.method.tuning import TuneConfig, tune
 
     backend = make()
     base = {k: v.detach().clone() for k, v in backend.unet.state_dict().items()}
@@ -469,7 +469,7 @@ def test_tuning_changes_only_the_selected_parameters(tuned):
 def test_motion_scale(make, tuned, clip):
     """apply_profile at scale S: W0 + S (W - W0) in the tuned parameters, everything else the
     base model's; S = 0 predicts as the base model, S = 1 as the tuned one."""
-    from vmc_cli.pipeline import MotionPipeline
+    from vmc_cli.method.pipeline import MotionPipeline
 
     tuned_backend, base, result = tuned
     weights = result["weights"]
@@ -504,7 +504,7 @@ def test_motion_scale(make, tuned, clip):
 def _lora_motion_scale(fresh, tuned_backend, base, weights, clip):
     """Adapters: at motion scale S each weight changes by S B A (the LoRA scale); the base
     weights stay; 0 predicts as the base model, 1 as the tuned one."""
-    from vmc_cli.pipeline import MotionPipeline
+    from vmc_cli.method.pipeline import MotionPipeline
 
     x = fresh.frames_to_model(clip)
     t = torch.tensor([400])
@@ -544,7 +544,7 @@ def _lora_motion_scale(fresh, tuned_backend, base, weights, clip):
 def round_trip(spec, backend, clip):
     """Invert the clip (empty prompt) and sample it back (empty prompt, guidance 1) at strength
     1 and 0.5, and sample from fresh noise; counts the model's calls of each step."""
-    from vmc_cli.pipeline import MotionPipeline
+    from vmc_cli.method.pipeline import MotionPipeline
 
     steps = spec[1].invert_steps
     pipeline = MotionPipeline(backend)
@@ -580,8 +580,8 @@ def test_an_exact_denoiser_makes_the_round_trip(spec, backend, clip):
     inversion is on another schedule on purpose; its factory picks ``model``."""
     from diffusers import DDPMScheduler
 
-    from vmc_cli.pipeline import MotionPipeline
-    from vmc_cli.schedule import Schedule
+    from vmc_cli.method.pipeline import MotionPipeline
+    from vmc_cli.method.schedule import Schedule
 
     x0 = backend.frames_to_model(clip)
     if Schedule.of(backend).flow:
@@ -651,7 +651,7 @@ def test_strength(round_trip):
 # ------------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_cascade_output_shape(spec, make, clip):
-    from vmc_cli.pipeline import MotionPipeline
+    from vmc_cli.method.pipeline import MotionPipeline
 
     tiny = spec[1]
     if tiny.cascade_shape is None:
@@ -677,7 +677,7 @@ def test_model_info_is_recorded_and_a_mismatch_refused(spec, make, backend):
     except ModuleNotFoundError:  # Python 3.10
         import tomli as tomllib
     from vmc_cli.errors import VmcError
-    from vmc_cli.profiles import check_backend
+    from vmc_cli.store.profiles import check_backend
 
     name = spec[0]
     info = backend.model_info()

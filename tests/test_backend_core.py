@@ -45,7 +45,7 @@ def test_a_backend_without_adapters_refuses_an_adapter_profile():
     """A profile whose manifest records adapters (a Wan LoRA profile) on a backend that has none:
     one line naming both, and a profile without adapters passes."""
     from vmc_cli.errors import VmcError
-    from vmc_cli.plugins import get_backend
+    from vmc_cli.models.plugins import get_backend
 
     backend = get_backend("tiny")
     backend.use_adapter_layout(None, "plain")

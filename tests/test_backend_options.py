@@ -12,7 +12,7 @@ import pytest
 from vmc_cli import hookimpl
 from vmc_cli.backend_options import BackendOption
 from vmc_cli.errors import VmcError
-from vmc_cli.plugins import load_plugins, pm
+from vmc_cli.models.plugins import load_plugins, pm
 from vmc_pixel.tiny import TinyBackend
 
 FAST = ("--stages", "keyframes", "--steps", "1", "--invert-steps", "1")
@@ -158,7 +158,7 @@ def test_every_backend_setting_is_declared():
     import re
     from pathlib import Path
 
-    from vmc_cli.plugins import get_backends
+    from vmc_cli.models.plugins import get_backends
 
     root = Path(__file__).resolve().parents[1]
     readers = [str(f.relative_to(root)) for f in (root / "backends").rglob("*.py")
@@ -225,8 +225,8 @@ def test_malformed_options_are_one_line(run_cli, third_party, no_loading, clip_p
 
 
 def test_an_option_declared_for_another_command_is_refused(third_party):
-    from vmc_cli.plugins import get_backend
-    from vmc_cli.runtime import Runtime
+    from vmc_cli.models.plugins import get_backend
+    from vmc_cli.jobs.runtime import Runtime
 
     with pytest.raises(VmcError) as info:
         Runtime("cpu", options={"sharp": "1"}, command="generate").backend_options(get_backend("optioned"))
@@ -251,8 +251,8 @@ def test_a_third_party_backend_receives_its_options_converted(run_cli, third_par
 
 
 def test_not_given_options_pass_only_their_defaults(third_party):
-    from vmc_cli.plugins import get_backend
-    from vmc_cli.runtime import Runtime
+    from vmc_cli.models.plugins import get_backend
+    from vmc_cli.jobs.runtime import Runtime
 
     backend = get_backend("optioned")
     assert Runtime("cpu").backend_options(backend) == DEFAULTS
@@ -274,7 +274,7 @@ def test_a_plugin_declaring_a_bad_option_is_refused(third_party):
         def register_backends(self, register):
             register("twice", TinyBackend, options=[BackendOption("a"), BackendOption("a", int)])
 
-    from vmc_cli.plugins import get_backends
+    from vmc_cli.models.plugins import get_backends
 
     pm.register(Twice(), name="twice-plugin")
     try:
@@ -286,8 +286,8 @@ def test_a_plugin_declaring_a_bad_option_is_refused(third_party):
 
 # -- environment variables ----------------------------------------------------------------
 def test_an_environment_variable_sets_an_option_and_the_command_line_wins(third_party, monkeypatch):
-    from vmc_cli.plugins import get_backend
-    from vmc_cli.runtime import Runtime
+    from vmc_cli.models.plugins import get_backend
+    from vmc_cli.jobs.runtime import Runtime
 
     backend = get_backend("optioned")
     monkeypatch.setenv("VMC_OPTIONED_MODE", " Slow ")

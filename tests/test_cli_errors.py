@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from vmc_cli.errors import VmcError
-from vmc_cli.profiles import INVERSION, MANIFEST, WEIGHTS, ProfileStore, _read_toml, _write_toml
+from vmc_cli.store.profiles import INVERSION, MANIFEST, WEIGHTS, ProfileStore, _read_toml, _write_toml
 
 PROFILE = "disc-is-moving"
 
@@ -58,7 +58,7 @@ def assert_no_temp(home: Path) -> None:
 def shared_home(tmp_path_factory, clip_path) -> Path:
     """One real tiny profile (2 steps), tuned once for this module in its own store."""
     from vmc_cli.jobs import Runtime, tune_clip
-    from vmc_cli.tuning import TuneConfig
+    from vmc_cli.method.tuning import TuneConfig
 
     home = tmp_path_factory.mktemp("shared-home")
     tune_clip(clip_path, "a disc is moving", store=ProfileStore(home), runtime=Runtime("cpu"),
@@ -303,24 +303,24 @@ def test_generate_bad_prompts(run_cli, profile, vmc_home, tmp_path, monkeypatch,
 
 
 def test_unexpected_exception_is_one_line(run_cli, monkeypatch):
-    import vmc_cli.plugins
+    import vmc_cli.models.plugins
 
     def boom():
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(vmc_cli.plugins, "get_backends", boom)
+    monkeypatch.setattr(vmc_cli.models.plugins, "get_backends", boom)
     res = run_cli("backends", "--json")
     assert_user_error(res, "RuntimeError: boom")
     assert "VMC_DEBUG=1" in res.stderr
 
 
 def test_unexpected_multiline_exception_prints_only_its_first_line(run_cli, monkeypatch):
-    import vmc_cli.plugins
+    import vmc_cli.models.plugins
 
     def boom():
         raise RuntimeError("boom\nsecond line\nthird line")
 
-    monkeypatch.setattr(vmc_cli.plugins, "get_backends", boom)
+    monkeypatch.setattr(vmc_cli.models.plugins, "get_backends", boom)
     res = run_cli("backends", "--json")
     line = assert_user_error(res, "RuntimeError: boom")
     assert line == "Error: RuntimeError: boom"
@@ -334,7 +334,7 @@ def test_out_of_gpu_memory_is_an_expected_error(run_cli, monkeypatch, vmc_home, 
         pass
 
     def tune_clip(*args, backend_name=None, **kwargs):
-        from vmc_cli.plugins import get_backend
+        from vmc_cli.models.plugins import get_backend
 
         get_backend(backend_name)  # the backend at work when memory runs out gives the hint
         raise OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB.\nSee documentation for "
@@ -354,7 +354,7 @@ def test_out_of_gpu_memory_is_an_expected_error(run_cli, monkeypatch, vmc_home, 
 def test_eval_keyframes_below_one_is_a_user_error(run_cli, tmp_path, tiny_clip_dir, n):
     from make_clip import moving_disc
 
-    from vmc_cli.video import write_video
+    from vmc_cli.io.video import write_video
 
     video = write_video(moving_disc(9, 64, 40, seed=0), tmp_path / "v.mp4")
     res = run_cli("eval", video, "--prompt", "a disc", "--keyframes", n, "--clip-model", tiny_clip_dir, "--json")

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vmc_cli.clips import Clip, center_box, parse_start, pick_frames, read_clip
+from vmc_cli.io.clips import Clip, center_box, parse_start, pick_frames, read_clip
 from vmc_cli.errors import VmcError
-from vmc_cli.profiles import ProfileStore
-from vmc_cli.video import read_frames, write_video
+from vmc_cli.store.profiles import ProfileStore
+from vmc_cli.io.video import read_frames, write_video
 
 
 def grey_frames(n: int, w: int = 32, h: int = 20, step: int = 10) -> np.ndarray:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import SHARED
-from vmc_cli.video import read_frames
+from vmc_cli.io.video import read_frames
 
 pytestmark = pytest.mark.slow  # whole CLI runs, 10 s to 1.5 min each on two cores
 
@@ -46,7 +46,7 @@ def test_tune_generate_eval(run_cli, clip_path, tmp_path, vmc_home, tiny_clip_di
     assert scores["frame_indexes"] == [0, 4, 8, 12, 16, 20, 24, 28]
     assert scores["frames"] == 8
     # the same numbers as scoring those 8 frames of the same video with the same CLIP directly
-    from vmc_cli.metrics import clip_scores
+    from vmc_cli.method.metrics import clip_scores
 
     direct = clip_scores(frames[scores["frame_indexes"]], "a blue disc is flying", str(tiny_clip_dir))
     assert direct["frames"] == 8
@@ -83,7 +83,7 @@ def test_keyframes_start_from_the_saved_inversion(run_cli, clip_path, tmp_path, 
     import torch
     from safetensors.torch import load_file
 
-    import vmc_cli.inversion as inversion
+    import vmc_cli.method.inversion as inversion
 
     assert run_cli("tune", clip_path, "-p", "a disc", "--steps", "1", "--name", "rt").code == 0
     common = ("--steps", "2", "--invert-steps", "3", "--stages", "keyframes", "--format", "png")
@@ -102,8 +102,8 @@ def test_keyframes_start_from_the_saved_inversion(run_cli, clip_path, tmp_path, 
     assert len(inversions) == 1 and np.array_equal(a, b)  # the saved inversion, not a new one
     # the same as sampling the stored noise directly with the profile's weights
     from vmc_cli.jobs import Runtime, load_profile
-    from vmc_cli.profiles import ProfileStore
-    from vmc_cli.sampling import ddim_sample, guided
+    from vmc_cli.store.profiles import ProfileStore
+    from vmc_cli.method.sampling import ddim_sample, guided
 
     backend, _ = load_profile("rt", store=ProfileStore(vmc_home), runtime=Runtime("cpu"), backend_name=None,
                               stages=("keyframes",))
@@ -155,7 +155,7 @@ def test_strength_is_recorded_and_reused_only_when_it_matches(run_cli, clip_path
 def test_keyframes_out_comes_from_the_same_run(run_cli, clip_path, tmp_path, monkeypatch):
     """--keyframes-out writes the key-frames that the video was made from, without sampling
     twice: they equal a --stages keyframes run, and the sampler runs once per prompt."""
-    import vmc_cli.sampling as sampling
+    import vmc_cli.method.sampling as sampling
 
     assert run_cli("tune", clip_path, "-p", "a disc is moving", "--steps", "1", "--name", "disc").code == 0
     alone = tmp_path / "alone.png"

@@ -39,7 +39,7 @@ def test_demo_says_what_it_shows_and_writes_it(demo):
     for name in ("source.mp4", "square_scale1.mp4", "square_scale0.mp4", "side_by_side_scale1.gif",
                  "side_by_side_scale0.gif", "tracks.png"):
         assert (tmp / "out" / name).is_file(), name
-    from vmc_cli.video import read_frames
+    from vmc_cli.io.video import read_frames
 
     one, zero = read_frames(tmp / "out" / "square_scale1.mp4"), read_frames(tmp / "out" / "square_scale0.mp4")
     assert one.shape == zero.shape == (9, 32, 32, 3)

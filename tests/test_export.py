@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from vmc_cli.profiles import ProfileStore
+from vmc_cli.store.profiles import ProfileStore
 
 
 @pytest.fixture
@@ -25,7 +25,7 @@ def tiny_profile(run_cli, clip_path):
 
 def _changes(name: str) -> dict[str, torch.Tensor]:
     """W - W0 per tuned weight: the profile's weights against a fresh load of the base model."""
-    from vmc_cli.plugins import get_backend
+    from vmc_cli.models.plugins import get_backend
 
     backend = get_backend("tiny")
     backend.load(device="cpu")

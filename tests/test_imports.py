@@ -67,7 +67,7 @@ def test_the_finder_sees_a_cycle():
 
 def test_vmc_cli_has_no_import_cycle():
     graph = _imports()
-    assert "vmc_cli.clips" in graph and "vmc_cli.video" in graph["vmc_cli.commands.evaluate"]
+    assert "vmc_cli.io.clips" in graph and "vmc_cli.io.video" in graph["vmc_cli.commands.evaluate"]
     assert _cycle(graph) is None, " -> ".join(_cycle(graph))
 
 

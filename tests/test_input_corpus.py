@@ -210,7 +210,7 @@ def inputs(tmp_path_factory, clip_path) -> dict[str, Path]:
     import numpy as np
     from PIL import Image
 
-    from vmc_cli.media import ffmpeg_exe
+    from vmc_cli.io.media import ffmpeg_exe
 
     root = tmp_path_factory.mktemp("corpus-inputs")
     (root / "one").mkdir()
@@ -239,7 +239,7 @@ def tree(folder: Path) -> dict[str, tuple]:
 def test_bad_input_is_refused_before_any_work(args, fragment, code, run_cli, shared_profile, inputs, tmp_path,
                                               vmc_home, monkeypatch):
     import vmc_cli.jobs
-    import vmc_cli.metrics
+    import vmc_cli.method.metrics
 
     line = " ".join(args)
     ro = tmp_path / "read-only"
@@ -259,8 +259,8 @@ def test_bad_input_is_refused_before_any_work(args, fragment, code, run_cli, sha
         raise AssertionError("work started for an input that should have been refused")
 
     monkeypatch.setattr(vmc_cli.jobs.Runtime, "load", no_work)
-    monkeypatch.setattr(vmc_cli.metrics, "motion_fidelity", no_work)
-    monkeypatch.setattr(vmc_cli.metrics, "clip_scores", no_work)
+    monkeypatch.setattr(vmc_cli.method.metrics, "motion_fidelity", no_work)
+    monkeypatch.setattr(vmc_cli.method.metrics, "clip_scores", no_work)
     places = {**{k: str(v) for k, v in inputs.items()}, "tmp": str(tmp_path), "out": str(tmp_path / "out.mp4"),
               "dir": str(tmp_path / "empty"), "profile": PROFILE, "ro": str(ro)}
     argv = [a.format(**places) if "{" in a else a for a in args]

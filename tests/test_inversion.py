@@ -6,8 +6,8 @@ import pytest
 import torch
 from diffusers import DDIMInverseScheduler, DDIMScheduler, DDPMScheduler
 
-from vmc_cli.inversion import ddim_invert, kept_signal
-from vmc_cli.sampling import ddim_sample, guided
+from vmc_cli.method.inversion import ddim_invert, kept_signal
+from vmc_cli.method.sampling import ddim_sample, guided
 
 CONFIG = {"num_train_timesteps": 1000, "beta_schedule": "squaredcos_cap_v2", "prediction_type": "epsilon",
           "clip_sample": False, "set_alpha_to_one": True, "steps_offset": 0}
@@ -131,7 +131,7 @@ def test_kept_signal_matches_the_cosine_schedule_formula():
 def test_matching_timestep_bridges_different_schedules():
     """With the authors' schedule the inversion's last timestep means another noise level on the
     sampler's schedule: the start is chosen by level, not by number."""
-    from vmc_cli.sampling import matching_timestep
+    from vmc_cli.method.sampling import matching_timestep
 
     authors = {**CONFIG, "beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012,
                "steps_offset": 1}

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from vmc_cli.inversion import ddim_invert
-from vmc_cli.profiles import ProfileStore
-from vmc_cli.sampling import ddim_sample
-from vmc_cli.tuning import TuneConfig, select_parameters, tune
-from vmc_cli.video import read_frames
+from vmc_cli.method.inversion import ddim_invert
+from vmc_cli.store.profiles import ProfileStore
+from vmc_cli.method.sampling import ddim_sample
+from vmc_cli.method.tuning import TuneConfig, select_parameters, tune
+from vmc_cli.io.video import read_frames
 
 SCHEDULER = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                  clip_sample=False, set_alpha_to_one=False, steps_offset=1, prediction_type="epsilon")
@@ -110,7 +110,7 @@ def animatediff_folders(tmp_path_factory, tiny_clip_dir):
 
 
 def loaded(name, **load):
-    from vmc_cli.plugins import get_backend
+    from vmc_cli.models.plugins import get_backend
 
     backend = get_backend(name)
     backend.load(device="cpu", **load)
@@ -483,7 +483,7 @@ def test_export_loads_into_diffusers_and_peft(name, run_cli, clip_path, zeroscop
     from diffusers import AnimateDiffPipeline, UNet3DConditionModel
     from safetensors.torch import load_file
 
-    from vmc_cli.runtime import Runtime, load_profile
+    from vmc_cli.jobs.runtime import Runtime, load_profile
 
     folder = zeroscope_folder if name == "zeroscope" else animatediff_folders["pipeline"]
     r = run_cli("tune", clip_path, "-p", "a disc", "--backend", name, "--model-path", folder, "--frames", "8",

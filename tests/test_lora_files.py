@@ -31,7 +31,7 @@ from safetensors.torch import load_file, save_file
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from vmc_cli.profiles import ProfileStore  # noqa: E402
+from vmc_cli.store.profiles import ProfileStore  # noqa: E402
 
 KEYFRAMES = "9x32x32"
 WAN_NATIVE = {"to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "o"}
@@ -63,7 +63,7 @@ def wan_profile(wan, run_cli, clip_path, wan_folder):
 
 def keyframes(run_cli, profile: str, out: Path, *extra) -> np.ndarray:
     """The key-frames ``vmc generate PROFILE --init noise`` writes (seed 0), as uint8 (F, H, W, 3)."""
-    from vmc_cli.video import read_frames
+    from vmc_cli.io.video import read_frames
 
     r = run_cli("generate", profile, "-p", "a square is moving", "--steps", "3", "--stages", "keyframes",
                 "--init", "noise", "-o", out, "--format", "png", *extra)
@@ -106,7 +106,7 @@ def test_comfyui_wan_file_patches_as_the_profile_at_that_motion_scale(wan, run_c
         diffusers = {v: k for k, v in WAN_NATIVE.items()}[proj]
         deltas[f"blocks.{block}.attn1.{diffusers}.weight"] = strength * alpha / a.shape[0] * (b @ a)
     patched = wan_backend(wan_folder, deltas)
-    from vmc_cli.runtime import Runtime, load_profile
+    from vmc_cli.jobs.runtime import Runtime, load_profile
 
     ours, _ = load_profile(wan_profile, store=ProfileStore(), runtime=Runtime("cpu", "float32"),
                            backend_name=None, stages=("keyframes",), motion_scale=strength)
@@ -165,7 +165,7 @@ def ad_paths(tmp_path_factory) -> dict:
 def test_animatediff_comfyui_file_is_the_motion_lora_layout(run_cli, ad_paths, tmp_path):
     from make_clip import moving_disc
 
-    from vmc_cli.video import write_video
+    from vmc_cli.io.video import write_video
 
     clip_path = write_video(moving_disc(16, 32, 32), tmp_path / "disc16.mp4")  # the backend's 16 frames
     r = run_cli("tune", clip_path, "-p", "a disc", "--backend", "animatediff", "--model-path", ad_paths["model_path"],
@@ -179,7 +179,7 @@ def test_animatediff_comfyui_file_is_the_motion_lora_layout(run_cli, ad_paths, t
     lora = load_file(out)
     assert lora and all(MOTION_LORA_KEY.fullmatch(k) and "temporal" in k for k in lora), sorted(lora)[:3]
     tuned = ProfileStore().load("a", "weights.safetensors")
-    from vmc_cli.plugins import get_backend
+    from vmc_cli.models.plugins import get_backend
 
     base = get_backend("animatediff")
     base.load(device="cpu", model_path=ad_paths["model_path"], adapter=ad_paths["adapter"])

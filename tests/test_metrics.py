@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from vmc_cli import metrics
+from vmc_cli.method import metrics
 from vmc_cli.errors import VmcError
-from vmc_cli.metrics import (
+from vmc_cli.method.metrics import (
     clip_scores,
     keyframe_indexes,
     load_clip,
@@ -176,7 +176,7 @@ def test_module_import_is_light() -> None:
     import sys
 
     code = (
-        "import sys; import vmc_cli.metrics; "
+        "import sys; import vmc_cli.method.metrics; "
         "print(','.join(m for m in ('torch', 'transformers') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from vmc_cli.motion import frame_residuals, motion_distillation_loss
+from vmc_cli.method.motion import frame_residuals, motion_distillation_loss
 
 
 def _ref_cos(pred, true, stride):

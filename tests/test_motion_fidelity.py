@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 
-from vmc_cli.metrics import motion_fidelity, track_points
+from vmc_cli.method.metrics import motion_fidelity, track_points
 
 SIZE = 64
 HALF = 8  # the moving square is 16 x 16 px
@@ -179,7 +179,7 @@ def test_bad_input():
 # -- vmc eval --source ------------------------------------------------------------
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
-    from vmc_cli.video import write_video
+    from vmc_cli.io.video import write_video
 
     folder = tmp_path_factory.mktemp("motion")
     src = write_video(_clip(SOURCE_PATH, static_patch=True), folder / "source.mp4")
@@ -241,8 +241,8 @@ def test_cli_clip_and_motion(run_cli, clips, tiny_clip_dir):
     doc = res.json()
     assert doc["frame_indexes"] == list(range(0, 29, 4))
     assert doc["motion_fidelity"] > 0.9
-    from vmc_cli.metrics import clip_scores
-    from vmc_cli.video import read_frames
+    from vmc_cli.method.metrics import clip_scores
+    from vmc_cli.io.video import read_frames
 
     direct = clip_scores(read_frames(out)[doc["frame_indexes"]], "a blue square is moving", str(tiny_clip_dir))
     assert doc["text_alignment"] == pytest.approx(direct["text_alignment"], abs=1e-6)
@@ -267,7 +267,7 @@ def test_same_motion_at_another_frame_size(size):
 
 
 def test_cli_warns_when_a_video_does_not_move(run_cli, tmp_path):
-    from vmc_cli.video import write_video
+    from vmc_cli.io.video import write_video
 
     moving = write_video(_clip(SOURCE_PATH), tmp_path / "moving.mp4")
     still = write_video(np.repeat(_clip(SOURCE_PATH[:1]), 8, axis=0), tmp_path / "still.mp4")

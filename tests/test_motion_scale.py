@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from vmc_cli.jobs import Runtime, load_profile
-from vmc_cli.profiles import ProfileStore
-from vmc_cli.tuning import apply_weights, blend_weights
-from vmc_cli.video import read_frames
+from vmc_cli.store.profiles import ProfileStore
+from vmc_cli.method.tuning import apply_weights, blend_weights
+from vmc_cli.io.video import read_frames
 
 COMMON = ("--steps", "2", "--invert-steps", "2", "--stages", "keyframes", "--format", "png")
 
@@ -55,7 +55,7 @@ def test_the_model_gets_the_blended_weights(run_cli, clip_path, vmc_home):
 def test_scale_zero_is_the_base_model_whatever_the_profile(run_cli, clip_path, tmp_path, monkeypatch):
     """Two profiles of one clip, tuned differently, give the same video at S=0 and different ones at S=1.
     Inversions are cached per scale: a new scale inverts again, the same scale does not."""
-    import vmc_cli.inversion as inversion
+    import vmc_cli.method.inversion as inversion
 
     for name, seed in (("a", "1"), ("b", "2")):
         r = run_cli("tune", clip_path, "-p", "a disc", "--steps", "3", "--lr", "3e-2", "--seed", seed, "--name", name)
@@ -123,7 +123,7 @@ def test_invert_with_base_inverts_without_the_profile_and_samples_with_it(run_cl
     """``--invert-with base``: the inversion is the base model's (the one `vmc invert
     --motion-scale 0` makes and saves), the key-frames are sampled with the profile at the motion
     scale: the same pixels as doing the two halves by hand through MotionPipeline."""
-    from vmc_cli.pipeline import MotionPipeline
+    from vmc_cli.method.pipeline import MotionPipeline
 
     r = run_cli("tune", clip_path, "-p", "a disc", "--steps", "3", "--lr", "3e-2", "--name", "p")
     assert r.code == 0, r

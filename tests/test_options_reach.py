@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from vmc_cli.video import read_frames
+from vmc_cli.io.video import read_frames
 
 
 @pytest.fixture
@@ -63,8 +63,8 @@ def test_human_stdout_is_only_the_result_line(run_cli, clip_path, tmp_path):
 
 
 def test_generate_options_reach_the_sampler_and_the_writer(run_cli, profile, tmp_path, monkeypatch):
-    import vmc_cli.sampling as sampling
-    import vmc_cli.video as video
+    import vmc_cli.method.sampling as sampling
+    import vmc_cli.io.video as video
 
     seen = {"guided": [], "fps": []}
     real_guided, real_write = sampling.guided, video.write_video
@@ -74,7 +74,7 @@ def test_generate_options_reach_the_sampler_and_the_writer(run_cli, profile, tmp
                 "--fps", "5", "--steps", "1", "--invert-steps", "2", "--stages", "keyframes", "-o", tmp_path / "g.gif")
     assert r.code == 0, r
     from vmc_cli.jobs import Runtime, load_profile
-    from vmc_cli.profiles import ProfileStore
+    from vmc_cli.store.profiles import ProfileStore
 
     backend, _ = load_profile(profile, store=ProfileStore(), runtime=Runtime("cpu"), backend_name=None,
                               stages=("keyframes",))
@@ -104,13 +104,13 @@ def test_generate_and_invert_use_the_profiles_weights(run_cli, profile, tmp_path
     parameters is refused with one line."""
     from safetensors.torch import load_file
 
-    from vmc_cli.profiles import ProfileStore
+    from vmc_cli.store.profiles import ProfileStore
 
     args = ("-p", "a green disc", "--steps", "2", "--invert-steps", "2", "--stages", "keyframes", "-f", "png")
     assert run_cli("generate", profile, *args, "-o", tmp_path / "tuned").code == 0
     weights_path = vmc_home / "profiles" / profile / "weights.safetensors"
     weights = load_file(weights_path)
-    from vmc_cli.plugins import get_backend
+    from vmc_cli.models.plugins import get_backend
 
     b = get_backend("tiny")
     b.load()

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vmc_cli.profiles import MANIFEST
+from vmc_cli.store.profiles import MANIFEST
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = "disc-is-moving"
@@ -49,7 +49,7 @@ def frames(n: int = 6) -> np.ndarray:
 
 
 def decoded(data: bytes, tmp_path: Path, suffix: str = ".mp4") -> np.ndarray:
-    from vmc_cli.video import read_frames
+    from vmc_cli.io.video import read_frames
 
     path = tmp_path / f"decoded{suffix}"
     path.write_bytes(data)
@@ -70,7 +70,7 @@ def device(tmp_path: Path, name: str, minor: int) -> Path:
 
 
 def test_a_character_device_is_written_through_not_replaced(tmp_path):
-    from vmc_cli.video import write_video
+    from vmc_cli.io.video import write_video
 
     node = device(tmp_path, "null", 3)
     link = tmp_path / "null-link.gif"
@@ -84,7 +84,7 @@ def test_a_character_device_is_written_through_not_replaced(tmp_path):
 
 def test_a_full_device_is_an_error_and_stays_a_device(tmp_path):
     from vmc_cli.errors import VmcError
-    from vmc_cli.video import write_video
+    from vmc_cli.io.video import write_video
 
     full = device(tmp_path, "full", 7)
     with pytest.raises(VmcError, match="cannot write .*full: No space left"):
@@ -93,7 +93,7 @@ def test_a_full_device_is_an_error_and_stays_a_device(tmp_path):
 
 
 def test_a_fifo_is_written_through(tmp_path):
-    from vmc_cli.video import write_video
+    from vmc_cli.io.video import write_video
 
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
@@ -112,7 +112,7 @@ def test_a_fifo_is_written_through(tmp_path):
 
 
 def test_dev_stdout_is_this_process_stdout(tmp_path, monkeypatch):
-    from vmc_cli.video import stream_of, write_video
+    from vmc_cli.io.video import stream_of, write_video
 
     assert stream_of("/dev/stdout") == stream_of("/dev/fd/1") == stream_of("/proc/self/fd/1") == 1
     out = io.TextIOWrapper(io.BytesIO())
@@ -182,7 +182,7 @@ def test_read_only_output_folder_is_refused_before_sampling(run_cli, profile, tm
 def test_16_bit_frames_are_scaled_to_8_bits(tmp_path, mode):
     import cv2
 
-    from vmc_cli.clips import read_clip
+    from vmc_cli.io.clips import read_clip
 
     ramp = np.linspace(0, 65535, 40 * 64).reshape(40, 64)
     rgb = np.stack([ramp, ramp[::-1], np.full_like(ramp, 20000)], -1)
@@ -259,13 +259,13 @@ def test_every_error_raised_has_a_hint():
 
 
 def test_an_error_without_a_hint_still_gets_one(run_cli, monkeypatch):
-    import vmc_cli.plugins
+    import vmc_cli.models.plugins
     from vmc_cli.errors import VmcError
 
     def boom():
         raise VmcError("a plugin's own error")
 
-    monkeypatch.setattr(vmc_cli.plugins, "get_backends", boom)
+    monkeypatch.setattr(vmc_cli.models.plugins, "get_backends", boom)
     res = run_cli("backends", "--json")
     assert res.code == 1 and res.json() == {"error": "a plugin's own error",
                                             "hint": "see `vmc backends --help` for what each option takes", "code": 1}

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vmc_cli.pictures import plot_tracks, side_by_side
-from vmc_cli.profiles import ProfileStore
-from vmc_cli.video import read_frames
+from vmc_cli.io.pictures import plot_tracks, side_by_side
+from vmc_cli.store.profiles import ProfileStore
+from vmc_cli.io.video import read_frames
 
 
 def flat(n, h, w, colour):
@@ -30,7 +30,7 @@ def test_side_by_side_by_hand():
 def test_generate_side_by_side(run_cli, clip_path, tmp_path, vmc_home):
     import torch
 
-    from vmc_cli.plugins import get_backend
+    from vmc_cli.models.plugins import get_backend
 
     assert run_cli("tune", clip_path, "-p", "a disc", "--steps", "1", "--name", "d").code == 0
     common = ("--stages", "keyframes", "--steps", "2", "--invert-steps", "2")
@@ -88,7 +88,7 @@ def test_plot_tracks_draws_each_moving_track(tmp_path):
 
 
 def test_plot_tracks_draws_a_few_tracks_spread_over_the_picture(tmp_path):
-    from vmc_cli.pictures import representative
+    from vmc_cli.io.pictures import representative
 
     t = np.linspace(0, 1, 4)
     starts = [(x, y) for x in range(0, 60, 6) for y in (5, 40)]  # 20 tracks over the width
@@ -115,7 +115,7 @@ def test_eval_plot(run_cli, clip_path, tmp_path):
 
 
 def test_motion_fidelity_keeps_the_tracks_it_scored(clip_path):
-    from vmc_cli.metrics import motion_fidelity
+    from vmc_cli.method.metrics import motion_fidelity
 
     frames = read_frames(clip_path)
     m = motion_fidelity(frames, frames, keep_tracks=True)

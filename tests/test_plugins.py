@@ -12,7 +12,7 @@ import pytest
 from vmc_cli import hookimpl
 from vmc_cli.backend import Backend
 from vmc_cli.errors import VmcError
-from vmc_cli.plugins import get_backend, get_backends, load_plugins, pm
+from vmc_cli.models.plugins import get_backend, get_backends, load_plugins, pm
 
 
 class MockBackend(Backend):
@@ -142,7 +142,7 @@ def test_same_name_twice_in_the_cli(run_cli, register_plugin):
 
 
 # -- entry points and VMC_LOAD_PLUGINS (a fresh process: plugins load once per process) -----
-LIST_BACKENDS = "from vmc_cli.plugins import get_backends; print(sorted(get_backends()))"
+LIST_BACKENDS = "from vmc_cli.models.plugins import get_backends; print(sorted(get_backends()))"
 
 
 def test_load_plugins_env_empty_loads_none():

@@ -1,4 +1,4 @@
-"""The profile store (``vmc_cli.profiles``) and the ``vmc profiles`` commands."""
+"""The profile store (``vmc_cli.store.profiles``) and the ``vmc profiles`` commands."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import vmc_cli.profiles as profiles
+import vmc_cli.store.profiles as profiles
 from vmc_cli.errors import VmcError
-from vmc_cli.profiles import CLIP, INVERSION, MANIFEST, WEIGHTS, ProfileStore, default_home, validate_name
+from vmc_cli.store.profiles import CLIP, INVERSION, MANIFEST, WEIGHTS, ProfileStore, default_home, validate_name
 
 
 def sha256(path: Path) -> str:

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from vmc_cli.prompts import appearance_invariant
+from vmc_cli.method.prompts import appearance_invariant
 
 
 @pytest.mark.parametrize(
@@ -92,7 +92,7 @@ def test_output_is_a_prefix_of_kept_words() -> None:
 def test_module_is_light() -> None:
     """The module is on the CLI's fast path: importing it must not pull in torch."""
     code = (
-        "import sys; import vmc_cli.prompts; "
+        "import sys; import vmc_cli.method.prompts; "
         "heavy = [m for m in ('torch', 'transformers', 'numpy', 'diffusers') if m in sys.modules]; "
         "print(','.join(heavy))"
     )

@@ -10,8 +10,8 @@ import shutil
 import pytest
 from test_latent_backends import FAST, zeroscope_folder  # noqa: F401 (a fixture)
 
-from vmc_cli.profiles import ProfileStore
-from vmc_cli.video import read_frames
+from vmc_cli.store.profiles import ProfileStore
+from vmc_cli.io.video import read_frames
 
 pytestmark = pytest.mark.slow  # three tunes and generations of a tiny ZeroScope through the CLI
 
@@ -56,7 +56,7 @@ def test_profiles_from_before_the_record_find_their_folder(run_cli, clip_path, z
                                                            monkeypatch):
     """A manifest without ``model_path`` (made before it was recorded) still names the local
     folder as its model's id: that is used."""
-    from vmc_cli.profiles import MANIFEST, _read_toml, _write_toml
+    from vmc_cli.store.profiles import MANIFEST, _read_toml, _write_toml
 
     monkeypatch.delenv("VMC_ZEROSCOPE_MODEL", raising=False)
     r = run_cli("tune", clip_path, "-p", "a disc", "--backend", "zeroscope", "--model-path", zeroscope_folder,

@@ -14,8 +14,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import vmc_cli.checkpoints as checkpoints
-from vmc_cli.profiles import ProfileStore
+import vmc_cli.store.checkpoints as checkpoints
+from vmc_cli.store.profiles import ProfileStore
 
 pytestmark = pytest.mark.slow  # real tunes in subprocesses, one killed with SIGKILL
 
@@ -63,13 +63,13 @@ def test_resumed_tune_is_bit_identical(run_cli, clip_path, vmc_home, monkeypatch
     with monkeypatch.context() as m:
         interrupt_after(m, 4)
         assert run_cli("tune", clip_path, "-p", "a disc", "--name", "cut2", *TUNE).code == 130  # as after Ctrl-C
-    real_restore = __import__("vmc_cli.tuning", fromlist=["_restore_state"])._restore_state
+    real_restore = __import__("vmc_cli.method.tuning", fromlist=["_restore_state"])._restore_state
 
     def weights_only(meta, tensors, targets, optimizer, gen, scaler):  # drops AdamW and RNG state
         with torch.no_grad():
             for n, p in targets.items():
                 p.copy_(tensors[f"weight.{n}"])
-    monkeypatch.setattr("vmc_cli.tuning._restore_state", weights_only)
+    monkeypatch.setattr("vmc_cli.method.tuning._restore_state", weights_only)
     assert run_cli("tune", clip_path, "-p", "a disc", "--name", "cut2", *TUNE, "--resume").code == 0
     assert not same(weights(vmc_home, "cut2"), weights(vmc_home, "whole"))
     assert real_restore is not weights_only

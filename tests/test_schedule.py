@@ -1,4 +1,4 @@
-"""The core's noise algebra (vmc_cli.schedule) against hand-written equations: diffusion
+"""The core's noise algebra (vmc_cli.method.schedule) against hand-written equations: diffusion
 (v-prediction) and flow matching (rectified flow), flow inversion/sampling with exactly known
 velocities, and the strength -> first-timestep rule against diffusers' img2img pipelines."""
 
@@ -10,9 +10,9 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler, FlowMatchEulerDiscreteScheduler
 
 from vmc_cli.backend import Backend
-from vmc_cli.inversion import invert, kept_signal
-from vmc_cli.sampling import matching_timestep, sample, start_noised
-from vmc_cli.schedule import Schedule, is_flow_scheduler, strength_start
+from vmc_cli.method.inversion import invert, kept_signal
+from vmc_cli.method.sampling import matching_timestep, sample, start_noised
+from vmc_cli.method.schedule import Schedule, is_flow_scheduler, strength_start
 
 DIFFUSION = {"_class_name": "DDPMScheduler", "num_train_timesteps": 1000, "beta_schedule": "squaredcos_cap_v2",
              "clip_sample": False, "set_alpha_to_one": True, "steps_offset": 0}
@@ -195,7 +195,7 @@ def test_start_noised_noises_to_the_start():
 def test_guided_mixes_only_the_guided_channels(uncond_first):
     """Classifier-free guidance u + g (c - u) on the first ``channels`` output channels, the rest
     (a learned-variance head) from the conditional pass, whichever half of the batch is which."""
-    from vmc_cli.sampling import guided
+    from vmc_cli.method.sampling import guided
 
     cond, uncond = torch.full((1, 2, 4), 3.0), torch.full((1, 2, 4), -1.0)
     seen = []
@@ -251,7 +251,7 @@ class PointMassFlowBackend(Backend):
 def test_pipeline_transfers_with_a_flow_backend(strength):
     """vmc generate's key-frames (MotionPipeline.transfer: invert, then sample with guidance) on a
     flow-matching backend: the samplers get the velocity, not epsilon, so a point mass comes back."""
-    from vmc_cli.pipeline import MotionPipeline
+    from vmc_cli.method.pipeline import MotionPipeline
 
     c, _ = _clip(6, (1, 3, 4, 6, 5))
     backend = PointMassFlowBackend(c)

@@ -73,7 +73,7 @@ def test_scalar_timesteps_broadcast_over_the_batch(backend):
 
 
 def test_registered_and_loaded_from_the_folder_in_the_environment(random_weights, monkeypatch):
-    from vmc_cli.plugins import get_backend
+    from vmc_cli.models.plugins import get_backend
 
     monkeypatch.setenv("VMC_SHAPES_PATH", str(random_weights))
     b = get_backend("shapes")
@@ -105,7 +105,7 @@ def test_missing_weights_folder_is_a_one_line_error(tmp_path):
 
 @pytest.mark.slow
 def test_cli_tune_and_generate_on_the_shapes_backend(random_weights, run_cli, tmp_path, monkeypatch):
-    from vmc_cli.video import read_frames, write_video
+    from vmc_cli.io.video import read_frames, write_video
     from vmc_shapes.world import held_out_paths, render
 
     monkeypatch.setenv("VMC_SHAPES_PATH", str(random_weights))
@@ -127,7 +127,7 @@ def test_cli_tune_and_generate_on_the_shapes_backend(random_weights, run_cli, tm
 def test_profile_from_other_weights_is_refused(random_weights, run_cli, tmp_path, monkeypatch):
     import shutil
 
-    from vmc_cli.video import write_video
+    from vmc_cli.io.video import write_video
     from vmc_shapes.world import held_out_paths, render
 
     monkeypatch.setenv("VMC_SHAPES_PATH", str(random_weights))
@@ -231,7 +231,7 @@ def test_shapes_cascade_keeps_a_moving_shape_trackable(random_weights):
     # path: the in-between frames must lie on the path between their key-frames, and the
     # video's motion must track like the key-frames' own (Lucas-Kanade loses every point of
     # a cross-fade, which gave the README demo a motion fidelity of 0).
-    from vmc_cli.metrics import motion_fidelity
+    from vmc_cli.method.metrics import motion_fidelity
     from vmc_shapes.world import centroid_path, held_out_paths, render
 
     path = held_out_paths()["figure_eight"]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from vmc_cli.profiles import ProfileStore
+from vmc_cli.store.profiles import ProfileStore
 
 CAPTION = "a red circle is moving"
 
@@ -19,7 +19,7 @@ CAPTION = "a red circle is moving"
 @pytest.fixture(scope="module")
 def zigzag_clip(tmp_path_factory):
     """A held-out path (the zig-zag), 9 frames of a red circle, as an mp4 at 4x the model's size."""
-    from vmc_cli.video import write_video
+    from vmc_cli.io.video import write_video
     from vmc_shapes.world import held_out_paths, render
 
     frames = render("circle", "red", held_out_paths(9)["zigzag"], 128)
@@ -55,7 +55,7 @@ def test_the_export_in_wan_pipeline_gives_the_same_keyframes(run_cli, zigzag_cli
     (its sampler, guidance and decode; 8-bit frames). Measured: at most 1 grey level apart."""
     from diffusers import WanPipeline
 
-    from vmc_cli.video import read_frames
+    from vmc_cli.io.video import read_frames
     from vmc_shapes_wan.model import WEIGHTS
 
     clip, _ = zigzag_clip
@@ -89,9 +89,9 @@ def test_flow_inversion_gives_the_clip_back(zigzag_clip):
     default 25 steps the clip comes back coarsely (measured 0.69 of its norm, path error 0.20 of the
     frame, against about 1.2 and 0.27 from fresh noise), and the error falls with the steps (100:
     0.24 and 0.07). Tolerances: docs/shapes_wan.md section 3."""
-    from vmc_cli.clips import read_clip
-    from vmc_cli.pipeline import MotionPipeline
-    from vmc_cli.plugins import get_backend
+    from vmc_cli.io.clips import read_clip
+    from vmc_cli.method.pipeline import MotionPipeline
+    from vmc_cli.models.plugins import get_backend
     from vmc_shapes.world import centroid_path
 
     backend = get_backend("shapes-wan")

@@ -25,7 +25,7 @@ import pytest
 import torch
 
 from vmc_cli.errors import VmcError
-from vmc_cli.inversion import kept_signal
+from vmc_cli.method.inversion import kept_signal
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # diffusers + numpy 2
 
@@ -261,7 +261,7 @@ def test_tune_then_generate_the_whole_cascade(run_cli, clip_path, show1_root, sh
     video = made.json()["videos"][0]
     assert (video["frames"], video["width"], video["height"]) == (29, 144, 80)  # 576x320 scaled like 16x10
 
-    from vmc_cli.video import read_frames
+    from vmc_cli.io.video import read_frames
 
     frames = read_frames(out)
     assert frames.shape == (29, 80, 144, 3)
@@ -412,7 +412,7 @@ def test_keyframe_model(keyframe_backend, show1_root):
     assert (b.width, b.height, b.num_frames) == (16, 10, 8)
     assert b.defaults == {"invert_steps": 75, "sample_steps": 75, "guidance": 9.0, "negative_prompt": "",
                           "strength": 1.0, "motion_scale": 1.0}  # docs/method.md
-    from vmc_cli.tuning import TuneConfig  # docs/method.md's tuning settings
+    from vmc_cli.method.tuning import TuneConfig  # docs/method.md's tuning settings
 
     c = TuneConfig()
     assert (c.steps, c.lr, c.betas, c.weight_decay, c.adam_eps, c.max_grad_norm, c.batch_size, c.target) == \
@@ -471,8 +471,8 @@ def test_inversion_schedules(show1_root, show1_env, monkeypatch):
     # data on the model's cosine schedule, inverting then sampling gives the clip back.
     from test_inversion import gaussian
 
-    from vmc_cli.inversion import ddim_invert
-    from vmc_cli.sampling import ddim_sample
+    from vmc_cli.method.inversion import ddim_invert
+    from vmc_cli.method.sampling import ddim_sample
 
     sampler = own.sampling_scheduler()
     for steps in (20, 75):
@@ -492,7 +492,7 @@ def test_half_precision_keeps_fp32_master_weights_for_tuning(show1_root, show1_e
     dtypes = {n: p.dtype for n, p in b.unet.named_parameters()}
     assert all(d == torch.float32 for n, d in dtypes.items() if ".temp_attentions." in n)
     assert dtypes["conv_in.weight"] == torch.bfloat16
-    from vmc_cli.tuning import TuneConfig, tune
+    from vmc_cli.method.tuning import TuneConfig, tune
 
     clip = b.frames_to_model(torch.randint(0, 255, (8, 10, 16, 3), dtype=torch.uint8).numpy())
     result = tune(b, clip, b.encode_prompts(["a cat"]), TuneConfig(steps=2))
@@ -502,8 +502,8 @@ def test_half_precision_keeps_fp32_master_weights_for_tuning(show1_root, show1_e
 
 def test_float16_sampling_stays_finite(show1_root, show1_env):
     """At t = 999 the predicted clean sample exceeds float16's range: the schedulers step in float32."""
-    from vmc_cli.inversion import ddim_invert
-    from vmc_cli.sampling import ddim_sample, guided
+    from vmc_cli.method.inversion import ddim_invert
+    from vmc_cli.method.sampling import ddim_sample, guided
 
     b = _backend()
     b.load(device="cpu", dtype="float16", model_path=show1_root)
@@ -601,7 +601,7 @@ def test_plugin_is_registered_and_cheap():
     import subprocess
     import sys
 
-    code = ("import sys; from vmc_cli.plugins import get_backends; b = get_backends(); "
+    code = ("import sys; from vmc_cli.models.plugins import get_backends; b = get_backends(); "
             "assert 'show1' in b, b; assert 'torch' not in sys.modules, 'heavy import'")
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "VMC_LOAD_PLUGINS": "show1"})
 
@@ -649,7 +649,7 @@ def test_authors_mode_samples_with_the_base_repositorys_dpm_solver(keyframe_back
     import numpy as np
     from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
-    from vmc_cli.sampling import ddim_sample
+    from vmc_cli.method.sampling import ddim_sample
 
     sampler = keyframe_backend.sampling_scheduler()
     assert isinstance(sampler, DPMSolverMultistepScheduler)

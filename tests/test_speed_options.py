@@ -34,7 +34,7 @@ if not REF.is_dir():
 
 from safetensors.torch import load_file  # noqa: E402
 
-from vmc_cli.tuning import TuneConfig, tune  # noqa: E402
+from vmc_cli.method.tuning import TuneConfig, tune  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # diffusers + numpy 2
 

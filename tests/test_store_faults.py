@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from vmc_cli.profiles import MANIFEST, ProfileStore
+from vmc_cli.store.profiles import MANIFEST, ProfileStore
 
 pytestmark = pytest.mark.slow  # real subprocesses killed mid-write: minutes in all
 
@@ -188,7 +188,7 @@ def hold_lock(home: Path, name: str) -> subprocess.Popen:
     """Another process holding ``name``'s write lock for a minute (it prints "held" once it has it)."""
     return subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import time
-        from vmc_cli.profiles import ProfileStore
+        from vmc_cli.store.profiles import ProfileStore
         with ProfileStore({str(home)!r}).lock({name!r}):
             print("held", flush=True)
             time.sleep(60)

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from vmc_cli.errors import VmcError
-from vmc_cli.plugins import get_backend
-from vmc_cli.tuning import TuneConfig, select_parameters, tune
+from vmc_cli.models.plugins import get_backend
+from vmc_cli.method.tuning import TuneConfig, select_parameters, tune
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +102,7 @@ def test_bad_config_values():
 
 def test_float16_targets_with_loss_scaling_are_refused(tiny, monkeypatch):
     """On CUDA in float16 the loss scaler cannot unscale float16 gradients: a clear error, not a crash."""
-    import vmc_cli.tuning as tuning
+    import vmc_cli.method.tuning as tuning
 
     class FakeScaler:
         def __init__(self, *a, enabled=True, **k):
@@ -134,7 +134,7 @@ def test_master_weights_are_float32_for_what_tuning_trains():
         block = torch.nn.ModuleDict({"temp_attentions": torch.nn.ModuleList([attn()]), "attentions": torch.nn.ModuleList([attn()])})
         return torch.nn.ModuleDict({"down": block, "norm": torch.nn.LayerNorm(4)}).to(torch.float16)
 
-    from vmc_cli.tuning import keep_master_weights
+    from vmc_cli.method.tuning import keep_master_weights
 
     unet = model()
     keep_master_weights(unet, torch.float16, "temp_attentions")

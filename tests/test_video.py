@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from vmc_cli.errors import VmcError
-from vmc_cli.video import frame_indexes, read_frames, read_video, write_video
+from vmc_cli.io.video import frame_indexes, read_frames, read_video, write_video
 
 
 def _frames(n=6, h=40, w=64):

@@ -177,7 +177,7 @@ def test_the_keyframes_setting(monkeypatch, folder):
 def test_the_schedule_is_flow_matching_from_the_config(backend):
     from diffusers import FlowMatchEulerDiscreteScheduler
 
-    from vmc_cli.schedule import Schedule
+    from vmc_cli.method.schedule import Schedule
 
     schedule = Schedule.of(backend)
     assert schedule.flow and schedule.prediction_type == "flow" and backend.prediction_type is None
@@ -195,7 +195,7 @@ def test_the_schedule_is_flow_matching_from_the_config(backend):
 def test_the_hubs_unipc_config_becomes_flow_euler():
     """The hub repository's scheduler is UniPC with flow sigmas (prediction ``flow_prediction``,
     ``flow_shift`` 3); the core gets a flow-matching Euler config with that shift."""
-    from vmc_cli.schedule import Schedule
+    from vmc_cli.method.schedule import Schedule
     from vmc_wan.backend import flow_config
 
     hub = {"_class_name": "UniPCMultistepScheduler", "flow_shift": 3.0, "num_train_timesteps": 1000,
@@ -225,7 +225,7 @@ def test_velocity_to_epsilon_and_x0_exact(backend):
     """A constructed case: x_t = (1 - s) x0 + s eps, the model replaced by the true velocity
     eps - x0; the core's conversion (the backend states the type, the core converts) gives eps
     and x0 back exactly, and the backend's predict_noise is that eps."""
-    from vmc_cli.schedule import Schedule
+    from vmc_cli.method.schedule import Schedule
 
     gen = torch.Generator().manual_seed(1)
     x0 = torch.randn((3, 4, 3, 4, 4), generator=gen, dtype=torch.float64)
@@ -307,7 +307,7 @@ def test_an_exact_velocity_makes_the_round_trip(backend, clip):
     halves as the steps double (measured 0.26, 0.13, 0.067 at 10, 20, 40 steps; Wan's shift of 3
     spends the steps near noise and leaves coarse ones near the clip, hence more than the 0.05
     the contract asks of DDIM at 40 steps)."""
-    from vmc_cli.pipeline import MotionPipeline
+    from vmc_cli.method.pipeline import MotionPipeline
 
     x0 = backend.frames_to_model(clip)
 
@@ -332,7 +332,7 @@ def test_an_exact_velocity_makes_the_round_trip(backend, clip):
 
 @pytest.fixture(scope="module")
 def round_trip(backend, clip):
-    from vmc_cli.pipeline import MotionPipeline
+    from vmc_cli.method.pipeline import MotionPipeline
 
     pipeline = MotionPipeline(backend)
     x0 = backend.frames_to_model(clip)
@@ -418,7 +418,7 @@ def test_lora_refuses_what_is_not_there(backend, kwargs, message):
 @pytest.fixture(scope="module")
 def lora_tuned(folder, clip):
     """Two tuning steps through the core's loop with LoRA (rank 4) on attn1's q and k."""
-    from vmc_cli.tuning import TuneConfig, tune
+    from vmc_cli.method.tuning import TuneConfig, tune
     from vmc_wan.backend import LORA_TARGET
 
     backend = make(folder)
@@ -533,7 +533,7 @@ def test_other_targets_are_one_line(backend, target, message):
 def test_the_motion_scale_is_the_lora_scale(lora_tuned, folder):
     """At motion scale S the applied adapters change each weight by S B A (the LoRA scale), not
     by S B (A0 + S (A - A0)) as blending A and B each would; 0 is the base model exactly."""
-    from vmc_cli.pipeline import MotionPipeline
+    from vmc_cli.method.pipeline import MotionPipeline
 
     w = lora_tuned[3]["weights"]
     for scale in (0.5, 2.0, 0.0):
@@ -553,7 +553,7 @@ def test_the_motion_scale_is_the_lora_scale(lora_tuned, folder):
 @pytest.fixture
 def wan_plugin(monkeypatch):
     """The registered wan backend (pyproject's entry point), with the miniature's key-frames."""
-    from vmc_cli.plugins import get_backends
+    from vmc_cli.models.plugins import get_backends
 
     assert "wan" in get_backends()
     monkeypatch.setenv("VMC_WAN_KEYFRAMES", KEYFRAMES)
@@ -563,7 +563,7 @@ def wan_plugin(monkeypatch):
 def test_tune_invert_generate_through_the_cli(wan_plugin, run_cli, clip_path, folder, tmp_path, vmc_home):
     from safetensors.torch import load_file
 
-    from vmc_cli.video import read_video
+    from vmc_cli.io.video import read_video
 
     res = run_cli("tune", clip_path, "-p", "a disc is moving", "--backend", "wan", "--model-path", folder,
                   "--steps", "2", "--name", "w", "--json")
@@ -618,7 +618,7 @@ def test_tune_invert_generate_through_the_cli(wan_plugin, run_cli, clip_path, fo
 def test_bfloat16_tunes_float32_adapters_on_bfloat16_weights(folder, clip):
     """In bfloat16 (Wan's own precision; CPU autocast here) the base weights stay bfloat16, the
     adapters are float32 master weights, the loss is finite and only the adapters move."""
-    from vmc_cli.tuning import TuneConfig, tune
+    from vmc_cli.method.tuning import TuneConfig, tune
 
     mp = pytest.MonkeyPatch()
     mp.setenv("VMC_WAN_KEYFRAMES", KEYFRAMES)
@@ -648,7 +648,7 @@ def test_gradient_checkpointing_and_offload_tune_the_same(folder, clip, monkeypa
     """``VMC_WAN_GRADIENT_CHECKPOINTING=1`` (diffusers' own, recomputing each block in the
     backward pass) and ``VMC_WAN_OFFLOAD=1`` (text encoder and VAE through accelerate's
     cpu_offload) change memory, not results: the same adapters after two steps."""
-    from vmc_cli.tuning import TuneConfig, tune
+    from vmc_cli.method.tuning import TuneConfig, tune
 
     weights = {}
     for switch in ("", "VMC_WAN_GRADIENT_CHECKPOINTING", "VMC_WAN_OFFLOAD"):
@@ -671,8 +671,8 @@ def test_export_is_the_profiles_lora_for_wan_pipeline(wan_plugin, run_cli, clip_
     with the profile loaded. No model is loaded to export, and --rank cannot change the rank."""
     from safetensors.torch import load_file
 
-    from vmc_cli.profiles import ProfileStore
-    from vmc_cli.runtime import Runtime, load_profile
+    from vmc_cli.store.profiles import ProfileStore
+    from vmc_cli.jobs.runtime import Runtime, load_profile
 
     res = run_cli("tune", clip_path, "-p", "a disc is moving", "--backend", "wan", "--model-path", folder,
                   "--steps", "2", "--lr", "1e-2", "--name", "we", "--option", "lora_rank=4", "--target", "qkv")

@@ -20,10 +20,10 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     import torch
 
-    from .progress import Reporter
+    from vmc_cli.progress import Reporter
 
 
-from .tune_config import GENERATE_DEFAULTS
+from vmc_cli.method.tune_config import GENERATE_DEFAULTS
 
 DTYPES = ("float32", "float16", "bfloat16")
 
@@ -32,7 +32,7 @@ def check_device(device: str) -> str:
     """``--device``: auto, cpu, mps, cuda or cuda:N (checked without importing torch)."""
     import re
 
-    from .errors import VmcError
+    from vmc_cli.errors import VmcError
 
     if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", device or ""):
         raise VmcError(f"unknown --device {device!r}", "use auto, cpu, cuda or cuda:N")
@@ -48,7 +48,7 @@ def torch_dtype(name, device_type: str, half_on_cuda: bool = False):
         return torch.float16 if half_on_cuda and device_type == "cuda" else torch.float32
     key = str(name).replace("torch.", "")
     if key not in DTYPES:
-        from .errors import VmcError
+        from vmc_cli.errors import VmcError
 
         raise VmcError(f"unknown --dtype {name!r}", f"use one of {', '.join(DTYPES)}")
     return getattr(torch, key)
@@ -64,10 +64,10 @@ class Backend:
     height: int = 40
     #: frames per second of the final video
     fps: float = 8.0
-    #: generation defaults: the method's (:data:`vmc_cli.tune_config.GENERATE_DEFAULTS`, docs/method.md)
+    #: generation defaults: the method's (:data:`vmc_cli.method.tune_config.GENERATE_DEFAULTS`, docs/method.md)
     #: with what the plugin registers over them (``defaults=``), set on the instance by the plugin
     #: manager; every one is a visible CLI option. Tuning defaults are the paper's
-    #: (``vmc_cli.tuning.TuneConfig``) unless the plugin registers its own (``tune_defaults``).
+    #: (``vmc_cli.method.tuning.TuneConfig``) unless the plugin registers its own (``tune_defaults``).
     defaults: dict[str, Any] = dict(GENERATE_DEFAULTS)
     tune_defaults: dict[str, Any] = {}
     #: substring of module names that are temporal attention blocks
@@ -160,7 +160,7 @@ class Backend:
         a backend whose model runs in other tools adds theirs (``comfyui``)."""
         if not self.lora_prefix:
             return {}
-        from .lora_files import diffusers_layout
+        from vmc_cli.models.lora_files import diffusers_layout
 
         return {"lora": diffusers_layout(self.lora_prefix)}
 
@@ -175,7 +175,7 @@ class Backend:
         """``vmc tune --width/--height``: key-frames of another size. Refused by backends with a
         fixed size (the default); latent backends accept multiples of their downsampling."""
         if (width or self.width, height or self.height) != (self.width, self.height):
-            from .errors import VmcError
+            from vmc_cli.errors import VmcError
 
             raise VmcError(f"backend {self.name!r} makes key-frames of {self.width}x{self.height} only",
                            "drop --width/--height")
@@ -186,7 +186,7 @@ class Backend:
         known = ("keyframes", *self.cascade_stages, *self.optional_stages)
         unknown = [s for s in stages if s != "all" and s not in known]
         if unknown:
-            from .errors import VmcError
+            from vmc_cli.errors import VmcError
 
             raise VmcError(f"backend {self.name!r} has no stage {unknown[0]!r}",
                            f"its stages: {', '.join(known)} (all: {', '.join(known[:1 + len(self.cascade_stages)])})")
@@ -212,9 +212,9 @@ class Backend:
     def tunable_parameters(self, target: str) -> "dict[str, torch.nn.Parameter]":
         """The parameters ``--target`` trains, by name. Default: the core's words (``qkv``,
         ``temporal``, ``attention``) or a regular expression over the key-frame model's parameter
-        names (:func:`vmc_cli.tuning.select_parameters`, temporal blocks found by
+        names (:func:`vmc_cli.method.tuning.select_parameters`, temporal blocks found by
         ``temporal_attention_marker``). A backend that tunes adapters adds them here."""
-        from .tuning import select_parameters
+        from vmc_cli.method.tuning import select_parameters
 
         return select_parameters(self.unet, target, self.temporal_attention_marker)
 
@@ -228,7 +228,7 @@ class Backend:
         """Before a profile's weights are applied: rebuild the adapters ``layout`` records. Default:
         a profile with adapters is refused in one line (this backend has none)."""
         if layout:
-            from .errors import VmcError
+            from vmc_cli.errors import VmcError
 
             raise VmcError(f"profile {profile!r} holds {layout.get('kind', 'adapter')} adapters, which backend "
                            f"{self.name!r} does not take",
@@ -265,7 +265,7 @@ class Backend:
 
     #: what the key-frame model predicts (``epsilon``, ``v_prediction``, ``sample``, or ``flow``
     #: for a flow-matching velocity) when its scheduler config does not say it right; None: the
-    #: config's ``prediction_type`` (:class:`vmc_cli.schedule.Schedule`)
+    #: config's ``prediction_type`` (:class:`vmc_cli.method.schedule.Schedule`)
     prediction_type: str | None = None
 
     def model_output(self, x: "torch.Tensor", t: "torch.Tensor", text: "torch.Tensor") -> "torch.Tensor":
@@ -279,14 +279,14 @@ class Backend:
         """Predicted noise (epsilon) for noisy key-frames ``x`` at timesteps ``t``
         (shape (batch,)) under text embeddings ``text`` (batch rows): :meth:`model_output`
         converted by the schedule (v, x0 or a flow velocity -> epsilon)."""
-        from .schedule import Schedule
+        from vmc_cli.method.schedule import Schedule
 
         return Schedule.of(self).epsilon(self.model_output(x, t, text), x, t)
 
     def predict(self, x: "torch.Tensor", t: "torch.Tensor", text: "torch.Tensor") -> "torch.Tensor":
         """What the samplers step on: epsilon for a diffusion schedule (:meth:`predict_noise`),
         the velocity for a flow-matching one."""
-        from .schedule import Schedule
+        from vmc_cli.method.schedule import Schedule
 
         if Schedule.of(self).flow:
             return self.model_output(x, t, text)
@@ -298,14 +298,14 @@ class Backend:
 
     def sampling_scheduler(self):
         """A fresh scheduler for sampling key-frames: DDIM (told it gets epsilon) for a diffusion
-        schedule, flow-matching Euler for a flow one (:meth:`vmc_cli.schedule.Schedule.sampler`)."""
-        from .schedule import Schedule
+        schedule, flow-matching Euler for a flow one (:meth:`vmc_cli.method.schedule.Schedule.sampler`)."""
+        from vmc_cli.method.schedule import Schedule
 
         return Schedule.of(self).sampler()
 
     def inversion_scheduler(self):
         """A fresh scheduler for inverting a clip: DDIM's inverse, or the flow-matching one."""
-        from .schedule import Schedule
+        from vmc_cli.method.schedule import Schedule
 
         return Schedule.of(self).inverter()
 

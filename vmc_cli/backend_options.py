@@ -22,7 +22,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from .errors import VmcError
+from vmc_cli.errors import VmcError
 
 #: the commands whose runs load a backend, so take backend options
 COMMANDS = ("tune", "invert", "generate", "export", "import")

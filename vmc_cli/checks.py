@@ -6,8 +6,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from .backend import DTYPES
-from .errors import VmcError
+from vmc_cli.backend import DTYPES
+from vmc_cli.errors import VmcError
 
 
 def check_dtype(dtype: str | None) -> str | None:
@@ -108,7 +108,7 @@ def same_file_twice(options: list[tuple[str, list[Path] | None]]) -> None:
     """Refuse two outputs of one run that are the same file (the second would overwrite the first)."""
     import os
 
-    from .video import stream_of
+    from vmc_cli.io.video import stream_of
 
     seen: dict[str, str] = {}
     for option, paths in options:
@@ -130,7 +130,7 @@ def check_motion_scale(scale: float | None) -> None:
 def check_outputs(outputs: list[Path], fmt: str | None, keyframe_outputs, side_by_side) -> None:
     """Where ``vmc generate`` writes, checked before any work: a bad --format or suffix, a folder
     that cannot be written, two outputs that are one file."""
-    from .video import check_output
+    from vmc_cli.io.video import check_output
 
     for out in outputs:
         check_output(Path(out), fmt, "-o")

@@ -7,9 +7,9 @@ import sys
 
 import typer
 
-from .commands import backends, evaluate, export, generate, import_lora, invert, profiles, prompt, tune
-from .errors import VmcError
-from .options import BackendOptionsCommand
+from vmc_cli.commands import backends, evaluate, export, generate, import_lora, invert, profiles, prompt, tune
+from vmc_cli.errors import VmcError
+from vmc_cli.commands.options import BackendOptionsCommand
 
 app = typer.Typer(
     name="vmc",
@@ -35,7 +35,7 @@ app.command("backends")(backends.backends)
 
 def _version(value: bool):
     if value:
-        from . import __version__
+        from vmc_cli import __version__
 
         print(f"vmc {__version__}")
         raise typer.Exit()
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
             raise
         first = _first_line(exc)
         if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError, without importing torch
-            from .plugins import oom_hint  # the hint of the backend that ran out
+            from vmc_cli.models.plugins import oom_hint  # the hint of the backend that ran out
 
             fail(f"out of GPU memory ({first})", oom_hint(), 1, as_json)
         fail(f"{type(exc).__name__}{': ' + first if first else ''}",

@@ -30,9 +30,9 @@ def register_backends(register):
     ``vmc backends`` and ``--help`` show them, users give them as ``--option NAME=VALUE``, and
     the core checks and converts them before passing them by name to the backend's
     ``configure()`` and ``load()``. ``defaults`` gives its generation settings where they
-    depart from the method's (``vmc_cli.tune_config.GENERATE_DEFAULTS``: invert_steps,
+    depart from the method's (``vmc_cli.method.tune_config.GENERATE_DEFAULTS``: invert_steps,
     sample_steps, guidance, negative_prompt, strength, motion_scale); ``vmc backends`` and
-    ``vmc generate --help`` show them. ``tune_defaults`` maps ``vmc_cli.tuning.TuneConfig`` fields (steps, lr,
+    ``vmc generate --help`` show them. ``tune_defaults`` maps ``vmc_cli.method.tuning.TuneConfig`` fields (steps, lr,
     loss, target, timestep_range) to the backend's own defaults where they depart from
     the paper's; ``vmc tune --help`` shows them and profiles record what was used.
     ``factory`` is a zero-argument callable (usually a class) that returns a

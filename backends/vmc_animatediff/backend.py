@@ -26,10 +26,10 @@ import re
 from pathlib import Path
 
 from vmc_cli.errors import VmcError
-from vmc_cli.repos import RepoSpec, config_hash, resolve_all, revision_for
+from vmc_cli.models.repos import RepoSpec, config_hash, resolve_all, revision_for
 from vmc_latent import LatentVideoBackend, is_hub_id, local_folder
 
-from vmc_cli.tune_config import GENERATE_DEFAULTS
+from vmc_cli.method.tune_config import GENERATE_DEFAULTS
 
 from . import DEFAULTS, OPTIONS
 
@@ -84,7 +84,7 @@ def motion_lora_layout():
     """The original AnimateDiff motion-LoRA keys (guoyww's motion LoRAs), which
     AnimateDiff-Evolved's motion-LoRA loader takes: no ``unet.`` prefix, no alphas (scale 1),
     attention block 0 is diffusers' ``attn1`` and 1 its ``attn2``."""
-    from vmc_cli.lora_files import LoraLayout
+    from vmc_cli.models.lora_files import LoraLayout
 
     def parse(key: str):
         m = _ORIGINAL.fullmatch(key)

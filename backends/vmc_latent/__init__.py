@@ -11,7 +11,7 @@ and back, encodes prompts and predicts epsilon.
   distribution, times the VAE's scaling factor) into (1, 4, F, h, w); ``model_to_frames``
   decodes a few frames at a time (``decode_chunk``) to bound memory.
 - Prediction: what the scheduler config states; the core turns a v-prediction model's output
-  into epsilon (eps = sqrt(abar) v + sqrt(1 - abar) x_t, ``vmc_cli.schedule``), and its
+  into epsilon (eps = sqrt(abar) v + sqrt(1 - abar) x_t, ``vmc_cli.method.schedule``), and its
   samplers are told they get epsilon.
 - Memory: float16 by default on CUDA (the tuned temporal q/k/v kept in float32 as master
   weights, the UNet under autocast), SDPA attention (diffusers' default processors), and two
@@ -79,10 +79,10 @@ def is_hub_id(text: str) -> bool:
 
 def local_folder(folder: Path, spec, what: str, hint: str | None = None) -> dict:
     """``{"id", "revision", "source": "local"}`` of a model ``folder`` in the hub's layout for
-    ``spec`` (a :class:`vmc_cli.repos.RepoSpec`); the revision is the hash of its configs.
+    ``spec`` (a :class:`vmc_cli.models.repos.RepoSpec`); the revision is the hash of its configs.
     One-line error naming the first missing files when ``folder`` lacks any (``what``
     completes "is not ...")."""
-    from vmc_cli.repos import config_hash, missing_files
+    from vmc_cli.models.repos import config_hash, missing_files
 
     lacks = missing_files(folder, spec, need_index=False)
     if lacks:
@@ -140,7 +140,7 @@ class LatentVideoBackend(Backend):
         from diffusers import AutoencoderKL
         from transformers import CLIPTextModel, CLIPTokenizer
 
-        from vmc_cli.quiet import no_progress_bars, quiet_libraries
+        from vmc_cli.models.quiet import no_progress_bars, quiet_libraries
 
         text_folder = text_folder or folder
         with quiet_libraries(), no_progress_bars():
@@ -155,7 +155,7 @@ class LatentVideoBackend(Backend):
         """Take loaded models (in ``dtype``) as the backend's: frozen, the tuned q/k/v in float32,
         the UNet on the device, the VAE and text encoder there or offloaded, as configured.
         (``load_parts`` reads them from files; ``benchmarks/latent_gpu.py`` passes random ones.)"""
-        from vmc_cli.tuning import keep_master_weights
+        from vmc_cli.method.tuning import keep_master_weights
 
         self._unet = unet.eval().requires_grad_(False)
         self._vae = vae.eval().requires_grad_(False)

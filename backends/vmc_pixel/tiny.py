@@ -233,7 +233,7 @@ class TinyBackend(SmallTextModel, Backend):
         across the batch."""
         from diffusers import DDIMScheduler
 
-        from vmc_cli.sampling import ddim_sample, guided, start_noised
+        from vmc_cli.method.sampling import ddim_sample, guided, start_noised
 
         sched = DDIMScheduler.from_config(self.noise_scheduler_config())
         noise = torch.randn((1, *baseline.shape[1:]), generator=generator, device="cpu")

@@ -3,7 +3,7 @@
 - key-frames: Show-1's video UNet at a tiny size, 8 frames of 32x32 pixels in [-1, 1],
   trained from scratch by ``python -m vmc_shapes.train`` (recipe, time and loss in
   ``weights/training.json``); it predicts v (its scheduler config says so), and the core
-  turns that into the epsilon the method works on (``vmc_cli.schedule.Schedule.epsilon``);
+  turns that into the epsilon the method works on (``vmc_cli.method.schedule.Schedule.epsilon``);
 - text: the small CLIP text encoder trained with it, over the hashing word tokenizer;
 - later stages: the tiny backend's cascade (random weights; 8 -> 29 frames, then 1.5x),
   run at lower strengths so that it stays close to its deterministic baseline (in-betweens
@@ -24,10 +24,10 @@ import torch
 
 from vmc_cli.backend import Backend
 from vmc_cli.errors import VmcError
-from vmc_cli.repos import weights_revision  # noqa: F401  (tests import it from here)
+from vmc_cli.models.repos import weights_revision  # noqa: F401  (tests import it from here)
 from vmc_pixel.tiny import SmallTextModel, TinyBackend
 
-from vmc_cli.tune_config import GENERATE_DEFAULTS
+from vmc_cli.method.tune_config import GENERATE_DEFAULTS
 
 from . import DEFAULTS, OPTIONS
 

@@ -21,7 +21,7 @@ import torch
 def sample(backend, prompts: list[str], noise: torch.Tensor, *, steps: int, guidance: float,
            batch: int = 32) -> np.ndarray:
     """uint8 clips (N, F, H, W, 3): ``prompts[i]`` sampled from ``noise[i]``, in batches."""
-    from vmc_cli.pipeline import MotionPipeline
+    from vmc_cli.method.pipeline import MotionPipeline
 
     pipeline = MotionPipeline(backend)
     out = []

@@ -57,7 +57,7 @@ def save_pretrained(folder: Path, unet, text, metadata: dict) -> None:
 
     from diffusers import DDPMScheduler
 
-    from vmc_cli.quiet import no_progress_bars, quiet_libraries
+    from vmc_cli.models.quiet import no_progress_bars, quiet_libraries
 
     folder = Path(folder)
     tmp = folder.with_name(folder.name + ".tmp")
@@ -80,7 +80,7 @@ def load(folder: Path = WEIGHTS, device="cpu", dtype=torch.float32):
     """The trained UNet, text encoder and tokenizer from a folder written by :func:`save_pretrained`
     (weights stored in float16, run in ``dtype``)."""
     from transformers import CLIPTextModel
-    from vmc_cli.quiet import no_progress_bars, quiet_libraries
+    from vmc_cli.models.quiet import no_progress_bars, quiet_libraries
     from vmc_pixel.unet import Show1UNet3DConditionModel
     from vmc_pixel.tiny import HashTokenizer
 

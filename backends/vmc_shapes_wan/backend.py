@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vmc_cli.repos import weights_revision
+from vmc_cli.models.repos import weights_revision
 from vmc_latent import local_folder
 from vmc_wan.backend import WanBackend, spec
 
-from vmc_cli.tune_config import GENERATE_DEFAULTS
+from vmc_cli.method.tune_config import GENERATE_DEFAULTS
 
 from . import DEFAULTS, OPTIONS
 from . import model as M

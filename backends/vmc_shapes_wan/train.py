@@ -166,7 +166,7 @@ def write_pipeline(out: Path, vae, transformer, text, record: dict) -> None:
     with ``training.json``; the checkpoints in ``out`` are kept."""
     from diffusers import WanPipeline
 
-    from vmc_cli.quiet import no_progress_bars, quiet_libraries
+    from vmc_cli.models.quiet import no_progress_bars, quiet_libraries
 
     tmp = out.with_name(out.name + ".writing")
     shutil.rmtree(tmp, ignore_errors=True)

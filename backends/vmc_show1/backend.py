@@ -126,7 +126,7 @@ class Show1Backend(Backend):
     num_frames = 8
     fps = 8.0
     # inference defaults: Backend.defaults (docs/method.md: 75/75 steps, guidance 9.0); tuning
-    # defaults: vmc_cli.tuning.TuneConfig (400 steps, lr 1e-4, ...)
+    # defaults: vmc_cli.method.tuning.TuneConfig (400 steps, lr 1e-4, ...)
     temporal_attention_marker = "temp_attentions"
     cascade_stages = ("interpolation", "sr1", "sr2")
     #: warn about CPU runs of key-frame models bigger than this (the real one has 1.7 billion)
@@ -270,7 +270,7 @@ class Show1Backend(Backend):
         self._check_tokenizer(found.folder / "tokenizer")
         self._log(f"loading the key-frame model from {found.spec.repo_id}@{found.revision[:16]}")
         unet = self._load_show1_unet("keyframes")
-        from vmc_cli.tuning import keep_master_weights
+        from vmc_cli.method.tuning import keep_master_weights
 
         # fp32 master weights for what tuning trains (the temporal blocks whole); the UNet runs
         # under autocast
@@ -438,7 +438,7 @@ class Show1Backend(Backend):
           sqrt(abar) = 5e-5): a plain DDIM inversion, no extra source signal.
 
         Clipping and thresholding are off during inversion. vmc logs and records the kept
-        signal of every inversion (``vmc_cli.inversion.kept_signal``); ``--strength`` below 1
+        signal of every inversion (``vmc_cli.method.inversion.kept_signal``); ``--strength`` below 1
         stops the inversion part-way and keeps more."""
         from diffusers import DDIMInverseScheduler
 

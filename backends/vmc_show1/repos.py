@@ -1,6 +1,6 @@
 """Show-1's repositories and the environment variables that say where their files are
 (``VMC_SHOW1_PATH``) and at which revisions (``VMC_SHOW1_REVISIONS``); how files are found
-is :mod:`vmc_cli.repos` (shared by every backend that loads hub repositories), re-exported
+is :mod:`vmc_cli.models.repos` (shared by every backend that loads hub repositories), re-exported
 here with Show-1's names in its messages."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from vmc_cli import repos as _core
-from vmc_cli.repos import *  # noqa: F401,F403
-from vmc_cli.repos import (  # noqa: F401
+from vmc_cli.models import repos as _core
+from vmc_cli.models.repos import *  # noqa: F401,F403
+from vmc_cli.models.repos import (  # noqa: F401
     Missing,
     RepoSpec,
     Resolved,
@@ -49,6 +49,6 @@ REVISIONS_ENV = "VMC_SHOW1_REVISIONS"
 
 def resolve_all(specs: list[RepoSpec], revisions: dict[str, str], root: Path | None, prefer_variant: str | None,
                 log: Callable[[str], None]) -> dict[str, Resolved]:
-    """:func:`vmc_cli.repos.resolve_all` for Show-1: its messages name Show-1 and its variables."""
+    """:func:`vmc_cli.models.repos.resolve_all` for Show-1: its messages name Show-1 and its variables."""
     return _core.resolve_all(specs, revisions, root, prefer_variant, log, family="Show-1", path_env=PATH_ENV,
                              revisions_env=REVISIONS_ENV)

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from vmc_cli.progress import SILENT, Reporter
-from vmc_cli.quiet import no_progress_bars, quiet_libraries  # noqa: F401 (backend.py uses both from here)
+from vmc_cli.models.quiet import no_progress_bars, quiet_libraries  # noqa: F401 (backend.py uses both from here)
 
 from .schedulers import step_parameters
 
@@ -65,7 +65,7 @@ def denoise_pixels(unet, scheduler, noise: torch.Tensor, cond: torch.Tensor, tex
     ``variance_type`` is learned. Frames are folded into the batch for the scheduler step,
     so dynamic thresholding acts per frame.
     """
-    from vmc_cli.sampling import guided
+    from vmc_cli.method.sampling import guided
 
     scheduler.set_timesteps(steps, device=noise.device)
     x = noise * scheduler.init_noise_sigma

@@ -55,10 +55,10 @@ import re
 from pathlib import Path
 
 from vmc_cli.errors import VmcError
-from vmc_cli.repos import RepoSpec, resolve_all, revision_for
+from vmc_cli.models.repos import RepoSpec, resolve_all, revision_for
 from vmc_latent import LatentVideoBackend, is_hub_id, local_folder
 
-from vmc_cli.tune_config import GENERATE_DEFAULTS
+from vmc_cli.method.tune_config import GENERATE_DEFAULTS
 
 from . import DEFAULTS, OPTIONS
 
@@ -165,7 +165,7 @@ def comfyui_layout():
     ``blocks.N.self_attn.q.weight`` the LoRA names ``diffusion_model.blocks.N.self_attn.q`` and
     ``lora_unet_blocks_N_self_attn_q``; ``lora_A``/``lora_B`` or ``lora_down``/``lora_up``; scale
     alpha / rank, 1 without an alpha). vmc writes the first form with alpha = rank and reads both."""
-    from vmc_cli.lora_files import LoraLayout
+    from vmc_cli.models.lora_files import LoraLayout
 
     diffusers = {v: k for k, v in NATIVE_PROJECTIONS.items()}
     attention = {v: k for k, v in NATIVE_ATTENTION.items()}
@@ -293,7 +293,7 @@ class WanBackend(LatentVideoBackend):
         from diffusers import AutoencoderKLWan, WanTransformer3DModel
         from transformers import AutoTokenizer, UMT5EncoderModel
 
-        from vmc_cli.quiet import no_progress_bars, quiet_libraries
+        from vmc_cli.models.quiet import no_progress_bars, quiet_libraries
 
         if self._unet is not None:
             return
@@ -380,7 +380,7 @@ class WanBackend(LatentVideoBackend):
         """The LoRA adapters ``target`` names (``qk``, ``qkv:0-9``, ...), added now at the rank of
         the ``lora_rank`` option (16 by default). A regular expression (from Python, not the CLI)
         selects among adapters already added with :meth:`add_lora`."""
-        from vmc_cli.tuning import select_parameters
+        from vmc_cli.method.tuning import select_parameters
 
         if self._adapter is not None and not is_target_word(target):
             return select_parameters(self.unet, target, self.temporal_attention_marker)
@@ -400,7 +400,7 @@ class WanBackend(LatentVideoBackend):
         is the file's change exactly; a (projection, block) the file leaves out gets zero factors."""
         import torch
 
-        from vmc_cli.lora_files import scale_of
+        from vmc_cli.models.lora_files import scale_of
 
         count = len(self.unet.blocks)
         outside = sorted(m for m in pairs if not re.fullmatch(r"blocks\.\d+\.attn1\.to_[qkv]", m))

@@ -30,10 +30,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from vmc_cli.errors import VmcError
-from vmc_cli.repos import RepoSpec, resolve_all, revision_for
+from vmc_cli.models.repos import RepoSpec, resolve_all, revision_for
 from vmc_latent import LatentVideoBackend, is_hub_id, local_folder
 
-from vmc_cli.tune_config import GENERATE_DEFAULTS
+from vmc_cli.method.tune_config import GENERATE_DEFAULTS
 
 from . import DEFAULTS, OPTIONS
 
@@ -169,7 +169,7 @@ class ZeroScopeBackend(LatentVideoBackend):
         import numpy as np
         import torch
 
-        from vmc_cli.sampling import ddim_sample, guided, start_noised
+        from vmc_cli.method.sampling import ddim_sample, guided, start_noised
 
         frames = self.model_to_frames(keyframes)
         if "xl" not in (stages or ()):

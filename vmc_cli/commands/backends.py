@@ -1,15 +1,15 @@
 from __future__ import annotations
 
-from ..options import Json
+from vmc_cli.commands.options import Json
 
 
 def backends(as_json: Json = False):
     """List the installed model backends (pluggy plugins in the `vmc` entry-point group), their tuning and
     generation defaults, and the settings each takes (`--option NAME=VALUE`, or the variable named)."""
-    from ..output import emit_json
-    from ..plugins import get_backends
+    from vmc_cli.commands.output import emit_json
+    from vmc_cli.models.plugins import get_backends
 
-    from ..tune_config import describe_defaults, describe_generate_defaults
+    from vmc_cli.method.tune_config import describe_defaults, describe_generate_defaults
 
     entries = get_backends().values()
     rows = [{"name": b.name, "description": b.description, "plugin": b.plugin, "tune_defaults": b.tune_defaults,

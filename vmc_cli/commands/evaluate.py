@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..options import Device, Json, Quiet
+from vmc_cli.commands.options import Device, Json, Quiet
 
 
 def evaluate(
@@ -44,11 +44,11 @@ def evaluate(
     """
     import numpy as np
 
-    from ..errors import VmcError
-    from ..output import emit_json, info
-    from ..video import read_frames
+    from vmc_cli.errors import VmcError
+    from vmc_cli.commands.output import emit_json, info
+    from vmc_cli.io.video import read_frames
 
-    from ..backend import check_device
+    from vmc_cli.backend import check_device
 
     check_device(device)
     if no_clip and source is None:
@@ -63,7 +63,7 @@ def evaluate(
     if plot is not None and plot.suffix.lower() != ".png":
         raise VmcError(f"--plot writes a PNG, not {plot.name}", hint="Give a path ending in .png.")
     if plot is not None:
-        from ..video import check_output
+        from vmc_cli.io.video import check_output
 
         check_output(plot, option="--plot", suffix=".png")  # before minutes of tracking
     if not no_clip and not prompt:
@@ -77,8 +77,8 @@ def evaluate(
         result["prompt"] = prompt
 
     if not no_clip:
-        from ..runtime import resolve_device
-        from ..metrics import DEFAULT_CLIP_MODEL, clip_scores, keyframe_indexes
+        from vmc_cli.jobs.runtime import resolve_device
+        from vmc_cli.method.metrics import DEFAULT_CLIP_MODEL, clip_scores, keyframe_indexes
 
         indexes = list(range(len(frames)))
         if keyframes is not None:
@@ -90,7 +90,7 @@ def evaluate(
 
     motion = None
     if source_frames is not None:
-        from ..metrics import motion_fidelity
+        from vmc_cli.method.metrics import motion_fidelity
 
         info(f"tracking points in {len(source_frames)} source and {len(frames)} video frames",
              quiet or as_json)
@@ -102,7 +102,7 @@ def evaluate(
         if plot is not None:
             import cv2
 
-            from ..pictures import plot_tracks
+            from vmc_cli.io.pictures import plot_tracks
 
             size = tuple(motion["motion_size"])
             score = motion["motion_fidelity"]

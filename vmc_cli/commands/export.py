@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..options import RunOptions, run_options
+from vmc_cli.commands.options import RunOptions, run_options
 
 
 @run_options
@@ -34,8 +34,8 @@ def export(
     native tools, where it has them. The file's header records the backend, the base model and
     revision, rank and alpha, layout, tuning prompt and settings and the suggested strength.
     """
-    from ..export import export_profile
-    from ..output import emit_json
+    from vmc_cli.jobs.export import export_profile
+    from vmc_cli.commands.output import emit_json
 
     progress = run.reporter()
     runtime = run.runtime("export", progress)

@@ -5,8 +5,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..errors import VmcError
-from ..options import Backend, MotionScale, RunOptions, Seed, Strength, run_options
+from vmc_cli.errors import VmcError
+from vmc_cli.commands.options import Backend, MotionScale, RunOptions, Seed, Strength, run_options
 
 
 def _read_prompts(prompt: str | None, prompt_file: Path | None) -> list[str]:
@@ -39,7 +39,7 @@ def _read_prompts(prompt: str | None, prompt_file: Path | None) -> list[str]:
 def output_paths(profile: str, prompts: list[str], output: Path | None, fmt: str | None, batch: bool) -> list[Path]:
     """Where each video goes. One prompt: ``-o`` is the file (default ``<profile>_<prompt>.mp4``).
     A prompt file: ``-o`` is a folder (default ``.``) holding ``NNN_<prompt>.<ext>``."""
-    from ..profiles import slug
+    from vmc_cli.store.profiles import slug
 
     ext = {"png": ""}.get(fmt or "mp4", f".{fmt or 'mp4'}")
     if not batch:
@@ -150,10 +150,10 @@ def generate(
     run: RunOptions,
 ):
     """Generate the profile's motion with a new prompt: key-frames from the inverted clip, then the cascade."""
-    from ..generate_config import GenerateConfig
-    from ..jobs import generate as job
-    from ..output import emit_json
-    from ..profiles import validate_name
+    from vmc_cli.method.generate_config import GenerateConfig
+    from vmc_cli.jobs import generate as job
+    from vmc_cli.commands.output import emit_json
+    from vmc_cli.store.profiles import validate_name
 
     validate_name(profile)
     config = GenerateConfig(steps=steps, guidance=guidance, invert_steps=invert_steps, negative_prompt=negative_prompt,
@@ -164,7 +164,7 @@ def generate(
     keyframes = keyframe_paths(outputs, keyframes_out, batch=prompt_file is not None)
     pairs = keyframe_paths(outputs, side_by_side, prompt_file is not None, "--side-by-side", "side_by_side")
     if run.as_json:
-        from ..video import stream_of
+        from vmc_cli.io.video import stream_of
 
         taken = [p for p in [*outputs, *(keyframes or []), *(pairs or [])] if stream_of(p) == 1]
         if taken:

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from ..options import RunOptions, run_options
+from vmc_cli.commands.options import RunOptions, run_options
 
 
 @run_options
@@ -26,8 +26,8 @@ def import_lora(
     The layout is told from the file's keys; the model is loaded to check every factor's shape.
     Such a profile has no source clip: `vmc generate` samples it from fresh noise (--init noise).
     """
-    from ..importing import import_lora as job
-    from ..output import emit_json
+    from vmc_cli.jobs.importing import import_lora as job
+    from vmc_cli.commands.output import emit_json
 
     progress = run.reporter()
     runtime = run.runtime("import", progress)

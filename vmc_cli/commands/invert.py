@@ -4,7 +4,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..options import Backend, MotionScale, RunOptions, Strength, run_options
+from vmc_cli.commands.options import Backend, MotionScale, RunOptions, Strength, run_options
 
 
 @run_options
@@ -22,8 +22,8 @@ def invert(
 
     Optional: `vmc generate` inverts by itself when the profile has no inversion yet.
     """
-    from ..jobs import invert_profile
-    from ..output import emit_json
+    from vmc_cli.jobs import invert_profile
+    from vmc_cli.commands.output import emit_json
 
     progress = run.reporter()
     runtime = run.runtime("invert", progress)

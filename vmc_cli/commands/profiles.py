@@ -4,7 +4,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..options import Home, Json
+from vmc_cli.commands.options import Home, Json
 
 app = typer.Typer(help="List, show and remove learned motions (profiles).", no_args_is_help=True)
 
@@ -12,7 +12,7 @@ app = typer.Typer(help="List, show and remove learned motions (profiles).", no_a
 def _summary(store, name: str) -> dict:
     """One row of ``profiles list``; a profile whose manifest is missing or unreadable is a
     row with ``damaged`` set to the reason (and None elsewhere) instead of an error."""
-    from ..errors import VmcError
+    from vmc_cli.errors import VmcError
 
     try:
         m = store.manifest(name)
@@ -37,10 +37,10 @@ def _summary(store, name: str) -> dict:
 @app.command("list")
 def list_(home: Home = None, as_json: Json = False):
     """List the profiles in the store (damaged ones too, marked: remove them with `vmc profiles rm`)."""
-    from ..output import emit_json
-    from ..profiles import ProfileStore
+    from vmc_cli.commands.output import emit_json
+    from vmc_cli.store.profiles import ProfileStore
 
-    from ..checkpoints import unfinished
+    from vmc_cli.store.checkpoints import unfinished
 
     store = ProfileStore(home)
     rows = [_summary(store, n) for n in store.names()]
@@ -49,7 +49,7 @@ def list_(home: Home = None, as_json: Json = False):
         emit_json({"home": str(store.home), "profiles": rows, "unfinished": pending})
         return
     if pending:
-        from ..output import info
+        from vmc_cli.commands.output import info
 
         live = [u for u in pending if not u["damaged"]]
         if live:
@@ -61,7 +61,7 @@ def list_(home: Home = None, as_json: Json = False):
                 info(f"damaged unfinished tune: {u['name']} ({u['damaged']}); it cannot be resumed: remove it "
                      f"with `vmc profiles clean {u['name']} --yes`")
     if not rows:
-        from ..output import info
+        from vmc_cli.commands.output import info
 
         info(f"no profiles yet in {store.root}; make one with `vmc tune CLIP --prompt ...`")
         return
@@ -86,8 +86,8 @@ def list_(home: Home = None, as_json: Json = False):
 @app.command("show")
 def show(name: Annotated[str, typer.Argument(help="Profile name.")], home: Home = None, as_json: Json = False):
     """Show a profile's manifest (what was tuned, from what, with which settings)."""
-    from ..output import emit_json
-    from ..profiles import ProfileStore
+    from vmc_cli.commands.output import emit_json
+    from vmc_cli.store.profiles import ProfileStore
 
     store = ProfileStore(home)
     if as_json:
@@ -107,9 +107,9 @@ def rm(
     as_json: Json = False,
 ):
     """Remove a profile (needs --yes; profiles are expensive to remake)."""
-    from ..errors import VmcError
-    from ..output import emit_json
-    from ..profiles import ProfileStore
+    from vmc_cli.errors import VmcError
+    from vmc_cli.commands.output import emit_json
+    from vmc_cli.store.profiles import ProfileStore
 
     store = ProfileStore(home)
     path = store.path(name)
@@ -140,10 +140,10 @@ def clean(
     """Remove the checkpoints of unfinished tunes (see `vmc profiles list`); a tune running now is left alone."""
     import shutil
 
-    from ..checkpoints import unfinished
-    from ..errors import VmcError
-    from ..output import emit_json, info
-    from ..profiles import ProfileStore, StoreBusy
+    from vmc_cli.store.checkpoints import unfinished
+    from vmc_cli.errors import VmcError
+    from vmc_cli.commands.output import emit_json, info
+    from vmc_cli.store.profiles import ProfileStore, StoreBusy
 
     store = ProfileStore(home)
     pending = unfinished(store.home)
@@ -183,8 +183,8 @@ def clean(
 @app.command("path")
 def path(home: Home = None, as_json: Json = False):
     """Print the folder that holds the profiles."""
-    from ..output import emit_json
-    from ..profiles import ProfileStore
+    from vmc_cli.commands.output import emit_json
+    from vmc_cli.store.profiles import ProfileStore
 
     store = ProfileStore(home)
     if as_json:

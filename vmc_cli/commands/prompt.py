@@ -4,7 +4,7 @@ from typing import Annotated
 
 import typer
 
-from ..options import Json
+from vmc_cli.commands.options import Json
 
 
 def prompt(
@@ -15,11 +15,11 @@ def prompt(
 
     This is the prompt `vmc tune` trains with unless --keep-prompt is given.
     """
-    from ..prompts import appearance_invariant
+    from vmc_cli.method.prompts import appearance_invariant
 
     invariant = appearance_invariant(text)
     if as_json:
-        from ..output import emit_json
+        from vmc_cli.commands.output import emit_json
 
         emit_json({"prompt": text, "appearance_invariant": invariant})
     else:

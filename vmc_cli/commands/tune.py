@@ -5,8 +5,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..errors import VmcError
-from ..options import Backend, RunOptions, Seed, run_options
+from vmc_cli.errors import VmcError
+from vmc_cli.commands.options import Backend, RunOptions, Seed, run_options
 
 
 def parse_timesteps(text: str | None) -> tuple[int, int] | None:
@@ -25,9 +25,9 @@ class TuneCommand(typer.core.TyperCommand):
     (read when the help is shown, from the plugins' registrations, so no model code is imported)."""
 
     def get_help(self, ctx):
-        from ..options import backend_options_help
-        from ..plugins import get_backends
-        from ..tune_config import describe_defaults
+        from vmc_cli.commands.options import backend_options_help
+        from vmc_cli.models.plugins import get_backends
+        from vmc_cli.method.tune_config import describe_defaults
 
         lines = [f"{b.name}: {describe_defaults(b.tune_defaults)}" for b in get_backends().values()]
         self.epilog = ("Tuning defaults by backend (the paper's unless a backend sets its own): " + "; ".join(lines)
@@ -99,8 +99,8 @@ def tune(
     (see `vmc prompt`) unless --keep-prompt is given; both forms are recorded in the profile,
     with every tuning setting used.
     """
-    from ..jobs import tune_clip
-    from ..output import emit_json, info
+    from vmc_cli.jobs import tune_clip
+    from vmc_cli.commands.output import emit_json, info
     options = dict(steps=steps, lr=lr, loss=loss, seed=seed, target=target, stride=residual_stride,
                    timestep_range=parse_timesteps(timesteps))
     progress = run.reporter()

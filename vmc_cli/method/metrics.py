@@ -108,7 +108,7 @@ def load_clip(model: str, device: str = "cpu") -> tuple[Any, Any]:
 
     from transformers import CLIPModel, CLIPProcessor
 
-    from .hub import load_cached_first
+    from vmc_cli.models.hub import load_cached_first
 
     try:
         processor = load_cached_first(CLIPProcessor.from_pretrained, source)

@@ -51,7 +51,7 @@ def start_index(steps: int, strength: float) -> int:
 def strength_start(scheduler, steps: int, strength: float) -> torch.Tensor:
     """The timestep a partial (video-to-video) sampling at ``strength`` starts from, for a diffusers
     scheduler set to ``steps`` steps (this sets it): the input is noised to it, and sampling runs
-    the timesteps from it down (``start_timestep`` of :func:`vmc_cli.sampling.ddim_sample`)."""
+    the timesteps from it down (``start_timestep`` of :func:`vmc_cli.method.sampling.ddim_sample`)."""
     scheduler.set_timesteps(steps)
     return scheduler.timesteps[start_index(steps, strength)]
 
@@ -216,7 +216,7 @@ class Schedule:
     def inverter(self):
         """A fresh inversion scheduler: DDIM's inverse for diffusion; for flow the same Euler
         scheduler as :meth:`sampler` (the core walks its sigmas backwards,
-        :func:`vmc_cli.inversion.ddim_invert`)."""
+        :func:`vmc_cli.method.inversion.ddim_invert`)."""
         if self.flow:
             return self.sampler()
         from diffusers import DDIMInverseScheduler
@@ -224,7 +224,7 @@ class Schedule:
         return DDIMInverseScheduler.from_config(self.sampler_config())
 
 
-# -- flow-matching sigma grids (used by vmc_cli.inversion and vmc_cli.sampling) ----------------
+# -- flow-matching sigma grids (used by vmc_cli.method.inversion and vmc_cli.method.sampling) ----------------
 def flow_grid(scheduler, steps: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
     """(timesteps, sigmas) of a flow-matching scheduler set to ``steps`` steps: sigmas run from
     the noisiest down to 0 (one more than the timesteps), float32."""

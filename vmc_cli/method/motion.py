@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .tune_config import LOSSES  # one list, shared with option checking
+from vmc_cli.method.tune_config import LOSSES  # one list, shared with option checking
 
 
 def frame_residuals(x: torch.Tensor, stride: int = 1) -> torch.Tensor:

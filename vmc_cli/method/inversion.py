@@ -1,7 +1,7 @@
 """Inversion: the sampler's ODE run backwards, from a clean clip towards noise.
 
 - a diffusion schedule: DDIM inversion with diffusers' inverse scheduler
-  (``DDIMInverseScheduler``, :meth:`vmc_cli.schedule.Schedule.inverter`);
+  (``DDIMInverseScheduler``, :meth:`vmc_cli.method.schedule.Schedule.inverter`);
 - a flow-matching schedule (``FlowMatchEulerDiscreteScheduler``): Euler steps of
   ``dx/dsigma = v`` over the sampler's sigmas in reverse order, from 0 up.
 
@@ -18,8 +18,8 @@ from typing import Callable
 
 import torch
 
-from .progress import SILENT, Reporter
-from .schedule import flow_inversion_sigmas, is_flow_scheduler
+from vmc_cli.progress import SILENT, Reporter
+from vmc_cli.method.schedule import flow_inversion_sigmas, is_flow_scheduler
 
 Predict = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

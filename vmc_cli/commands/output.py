@@ -30,6 +30,6 @@ def info(message: str, quiet: bool = False) -> None:
 
 
 def reporter(as_json: bool, quiet: bool):
-    from .progress import Reporter
+    from vmc_cli.progress import Reporter
 
     return Reporter(enabled=not (as_json or quiet))

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .progress import SILENT, Reporter
+from vmc_cli.progress import SILENT, Reporter
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -29,7 +29,7 @@ class MotionPipeline:
     # -- weights ---------------------------------------------------------------
     def apply_profile(self, weights: dict[str, torch.Tensor], motion_scale: float = 1.0) -> None:
         """The tuned weights at ``motion_scale`` (W0 + S (W - W0), W0 the current values) into the model."""
-        from .tuning import apply_weights, blend_weights
+        from vmc_cli.method.tuning import apply_weights, blend_weights
 
         apply_weights(self.backend.unet, blend_weights(self.backend.unet, weights, motion_scale))
 
@@ -38,7 +38,7 @@ class MotionPipeline:
         """Everything that decides an inversion's result (a saved one is reused only when it
         matches): the backend's inversion facts, steps, strength, motion scale, the last timestep
         reached and the share of the clip's ``signal`` kept, the (empty) prompt and guidance 1."""
-        from .inversion import kept_signal
+        from vmc_cli.method.inversion import kept_signal
 
         backend = self.backend
         return {**backend.inversion_info(steps), "steps": steps, "strength": strength, "motion_scale": motion_scale,
@@ -47,7 +47,7 @@ class MotionPipeline:
     @torch.no_grad()
     def invert(self, clip: torch.Tensor, steps: int, strength: float = 1.0, label: str = "inversion") -> torch.Tensor:
         """DDIM-invert ``clip`` (model space) under the empty prompt, ``strength`` of the way to noise."""
-        from .inversion import ddim_invert
+        from vmc_cli.method.inversion import ddim_invert
 
         backend = self.backend
         empty = backend.encode_prompts([""])
@@ -60,7 +60,7 @@ class MotionPipeline:
         the authors did, whatever signal the inversion schedule left), else the sampler's timestep
         whose noise level matches the ``signal`` the partial inversion kept (the two schedules
         may differ)."""
-        from .sampling import matching_timestep
+        from vmc_cli.method.sampling import matching_timestep
 
         if strength >= 1:
             return None
@@ -73,7 +73,7 @@ class MotionPipeline:
                   label: str = "key-frames") -> torch.Tensor:
         """Key-frames (model space), one row per prompt, sampled from ``x_t`` with
         classifier-free guidance against ``negative_prompt``."""
-        from .sampling import ddim_sample, guided
+        from vmc_cli.method.sampling import ddim_sample, guided
 
         backend = self.backend
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)

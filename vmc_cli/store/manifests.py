@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .profiles import SCHEMA, now
-from .tuning import TuneConfig, loss_summary
+from vmc_cli import __version__
+from vmc_cli.store.profiles import SCHEMA, now
+from vmc_cli.method.tuning import TuneConfig, loss_summary
 
 
 @dataclass
@@ -22,8 +22,8 @@ class TuneJob:
     name: str
     backend: Any
     backend_name: str
-    source: Any  # vmc_cli.clips.Clip
-    picked: Any  # vmc_cli.clips.Picked
+    source: Any  # vmc_cli.io.clips.Clip
+    picked: Any  # vmc_cli.io.clips.Picked
     config: TuneConfig
     given: list[str]
     stride: int

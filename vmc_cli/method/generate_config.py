@@ -1,5 +1,5 @@
 """Generation settings: what the user gave, checked once, then resolved once against the backend
-(:class:`GenerateConfig`, as :class:`vmc_cli.tune_config.TuneConfig` is for tuning). The checks,
+(:class:`GenerateConfig`, as :class:`vmc_cli.method.tune_config.TuneConfig` is for tuning). The checks,
 the inversion's cache key and what a result records all read this one object.
 
 Kept free of torch and of any model, so a bad value fails before anything loads.
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
-from .checks import (check_counts, check_finite, check_fps, check_motion_scale, check_seed, check_steps_fit,
+from vmc_cli.checks import (check_counts, check_finite, check_fps, check_motion_scale, check_seed, check_steps_fit,
                      check_strength, or_default)
-from .errors import VmcError
+from vmc_cli.errors import VmcError
 
 INITS = ("inverted", "noise")
 INVERT_WITH = ("profile", "base")

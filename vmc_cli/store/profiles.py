@@ -39,7 +39,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .errors import VmcError
+from vmc_cli.errors import VmcError
 
 SCHEMA = 1
 MANIFEST = "manifest.toml"
@@ -358,8 +358,8 @@ class ProfileStore:
         """Write tensor files into ``folder``, record them in ``manifest``, write it last."""
         from safetensors.torch import save_file
 
-        from .media import file_sha256
-        from .video import default_mode
+        from vmc_cli.io.media import file_sha256
+        from vmc_cli.io.video import default_mode
 
         for filename, tensors in files.items():
             save_file({k: v.contiguous() for k, v in tensors.items()}, str(folder / filename))
@@ -410,7 +410,7 @@ class ProfileStore:
         """Tensors of one file, after checking its sha256 against the manifest."""
         from safetensors.torch import load_file
 
-        from .media import file_sha256
+        from vmc_cli.io.media import file_sha256
 
         manifest = manifest or self.manifest(name)
         entry = manifest.get("files", {}).get(filename)

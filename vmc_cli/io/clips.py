@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import VmcError
+from vmc_cli.errors import VmcError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 CROPS = ("center", "none")
@@ -134,7 +134,7 @@ def _read_images(files: list[Path], size: tuple[int, int] | None, crop: str) -> 
 def _read_video(path: Path, size: tuple[int, int] | None, crop: str) -> Clip:
     import ffmpeg
 
-    from .media import ffmpeg_exe, frame_size_from_banner
+    from vmc_cli.io.media import ffmpeg_exe, frame_size_from_banner
 
     if not path.exists():
         raise VmcError(f"no such file: {path}", "check the path of the clip")
@@ -194,7 +194,7 @@ def read_clip(spec: str | Path, size: tuple[int, int] | None = None, crop: str =
 
 def clip_sha256(spec: str | Path, clip: Clip) -> str:
     """The file's sha256; for frames, the sha256 over each frame file's name and sha256."""
-    from .media import file_sha256
+    from vmc_cli.io.media import file_sha256
 
     if clip.kind == "video":
         return file_sha256(spec)

@@ -18,7 +18,7 @@ sub-folders its :class:`RepoSpec` lists). A repository is found, in this order:
 When a repository can't be found and the hub can't be reached, :func:`resolve_all`
 raises ONE :class:`~vmc_cli.errors.VmcError` naming everything missing, with the
 ``hf download`` commands that fetch it. No retries: ``HF_HUB_OFFLINE=1`` or an
-unreachable host answer at once (:func:`vmc_cli.hub.hub_reachable`).
+unreachable host answer at once (:func:`vmc_cli.models.hub.hub_reachable`).
 
 This module is generic: the repositories, their pinned revisions and the environment
 variables that override them belong to each backend's package.
@@ -264,7 +264,7 @@ def resolve_all(specs: list[RepoSpec], revisions: dict[str, str], root: Path | N
     """Resolve every spec (see the module docstring) or raise one VmcError for all that are missing.
     ``family``, ``path_env`` and ``revisions_env`` name the backend's model family and its
     environment variables in the messages (each backend passes its own)."""
-    from vmc_cli.hub import hub_reachable
+    from vmc_cli.models.hub import hub_reachable
 
     resolved: dict[str, Resolved] = {}
     missing: list[Missing] = []

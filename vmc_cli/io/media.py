@@ -14,7 +14,7 @@ import re
 import shutil
 from pathlib import Path
 
-from .errors import VmcError
+from vmc_cli.errors import VmcError
 
 
 def ffmpeg_exe() -> str:

@@ -8,12 +8,12 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .backend import check_device
-from .checks import check_dtype, or_default
-from .errors import VmcError
-from .profiles import WEIGHTS, ProfileStore, check_backend
-from .pipeline import MotionPipeline
-from .progress import SILENT, Reporter
+from vmc_cli.backend import check_device
+from vmc_cli.checks import check_dtype, or_default
+from vmc_cli.errors import VmcError
+from vmc_cli.store.profiles import WEIGHTS, ProfileStore, check_backend
+from vmc_cli.method.pipeline import MotionPipeline
+from vmc_cli.progress import SILENT, Reporter
 
 
 def default_backend() -> str:
@@ -55,7 +55,7 @@ class Runtime:
         check_dtype(self.dtype)
 
     def backend(self, name: str, stages: tuple[str, ...]):
-        from .plugins import get_backend
+        from vmc_cli.models.plugins import get_backend
 
         return self.load(get_backend(name), stages)
 
@@ -63,8 +63,8 @@ class Runtime:
         """The values of ``backend``'s declared options: given (checked and converted), else kept by
         the profile, else set by their environment variables, else declared defaults. One it does
         not declare is an error (before any model loads). ``model_path`` is ``--model-path``'s."""
-        from .backend_options import resolve
-        from .plugins import option_takers
+        from vmc_cli.backend_options import resolve
+        from vmc_cli.models.plugins import option_takers
 
         usable = {o.name for o in backend.options if self.command is None or self.command in o.commands}
         given = {**{k: v for k, v in self.kept.items() if k in usable}, **self.options}
@@ -143,7 +143,7 @@ def load_profile(name: str, *, store: ProfileStore, runtime: Runtime, backend_na
                  stages: tuple[str, ...], motion_scale: float | None = 1.0):
     """Backend with the profile's tuned weights applied (at ``motion_scale``: W0 + S (W - W0);
     None: the backend's default), plus the manifest."""
-    from .plugins import get_backend
+    from vmc_cli.models.plugins import get_backend
 
     manifest = store.manifest(name)
     made_by = manifest.get("backend", {}).get("name")

@@ -21,7 +21,7 @@ import os
 import shutil
 from pathlib import Path
 
-from .errors import VmcError
+from vmc_cli.errors import VmcError
 
 META = "checkpoint.json"
 SCHEMA = 1
@@ -118,8 +118,8 @@ class Checkpointer:
     def save(self, step: int, losses: list[float], tensors: dict, extra: dict) -> None:
         from safetensors.torch import save_file
 
-        from .profiles import now
-        from .media import file_sha256
+        from vmc_cli.store.profiles import now
+        from vmc_cli.io.media import file_sha256
 
         self.folder.mkdir(parents=True, exist_ok=True)
         filename = f"checkpoint-{step:07d}.safetensors"
@@ -144,7 +144,7 @@ class Checkpointer:
         """(meta, tensors) of the last checkpoint, after checking it belongs to this tune."""
         from safetensors.torch import load_file
 
-        from .media import file_sha256
+        from vmc_cli.io.media import file_sha256
 
         meta = read_meta(self.folder)
         if meta is None:

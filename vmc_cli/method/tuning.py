@@ -12,10 +12,10 @@ from typing import Callable
 
 import torch
 
-from .errors import VmcError
-from .motion import motion_distillation_loss
-from .progress import SILENT, Reporter
-from .tune_config import (BACKEND_TUNABLE, LOSSES, TARGETS, TuneConfig, check_tune_defaults,  # noqa: F401
+from vmc_cli.errors import VmcError
+from vmc_cli.method.motion import motion_distillation_loss
+from vmc_cli.progress import SILENT, Reporter
+from vmc_cli.method.tune_config import (BACKEND_TUNABLE, LOSSES, TARGETS, TuneConfig, check_tune_defaults,  # noqa: F401
                           describe_defaults, resolve_config)
 
 QKV = ("to_q", "to_k", "to_v")
@@ -119,12 +119,12 @@ def tune(backend, video: torch.Tensor, text: torch.Tensor, config: TuneConfig,
 
     ``video``: the clip in model space, (1, channels, frames, height, width);
     ``text``: the tuning prompt's embedding, (1, tokens, dim).
-    ``checkpoint``: a :class:`vmc_cli.checkpoints.Checkpointer`: the state is saved every
+    ``checkpoint``: a :class:`vmc_cli.store.checkpoints.Checkpointer`: the state is saved every
     ``checkpoint.every`` steps, and with ``resume`` the run continues from its last save.
     Returns ``{"weights": {name: tensor}, "losses": [...], "parameters": n, "resumed_at": step}``;
     the trained weights are also left in ``backend.unet``.
     """
-    from .schedule import Schedule
+    from vmc_cli.method.schedule import Schedule
 
     unet = backend.unet
     targets = backend.tunable_parameters(config.target)

@@ -1,6 +1,6 @@
 """``vmc export PROFILE --format lora|comfyui``: a profile as a LoRA file other tools load.
 
-The file is safetensors in one of the backend's layouts (:mod:`vmc_cli.lora_files`): ``lora``,
+The file is safetensors in one of the backend's layouts (:mod:`vmc_cli.models.lora_files`): ``lora``,
 diffusers' keys (``<component>.<module>.lora_A.weight`` / ``.lora_B.weight``, no alphas, scale 1:
 ``weight + B A`` is the tuned weight; ``<component>`` is the backend's ``lora_prefix``), or
 ``comfyui``, the keys of the model's native tools where the backend has them (ComfyUI's Wan keys
@@ -22,9 +22,9 @@ import os
 import tempfile
 from pathlib import Path
 
-from .errors import VmcError
-from .profiles import WEIGHTS, ProfileStore
-from .runtime import Runtime, load_profile
+from vmc_cli.errors import VmcError
+from vmc_cli.store.profiles import WEIGHTS, ProfileStore
+from vmc_cli.jobs.runtime import Runtime, load_profile
 
 #: ``--format``: lora (diffusers' layout, every backend with a LoRA format), comfyui (the
 #: backend's native tools' layout, where it has one)
@@ -36,7 +36,7 @@ DEFAULT_RANK = 32
 def check_export(fmt: str, out: Path, rank: int | None) -> None:
     """Refuse, before any work, an unknown format, a rank below 1, and an output that is not a
     ``.safetensors`` file that can be written."""
-    from .video import check_output
+    from vmc_cli.io.video import check_output
 
     if fmt not in FORMATS:
         raise VmcError(f"--format {fmt!r} is not an export format", f"use --format {' or '.join(FORMATS)}")
@@ -100,8 +100,8 @@ def export_profile(name: str, out: str | Path, *, store: ProfileStore, runtime: 
     import torch
     from safetensors.torch import save_file
 
-    from .lora_files import metadata, write_tensors
-    from .plugins import get_backend
+    from vmc_cli.models.lora_files import metadata, write_tensors
+    from vmc_cli.models.plugins import get_backend
 
     runtime = runtime or Runtime()
     out = Path(out)

@@ -44,7 +44,7 @@ Option = Annotated[Optional[list[str]], typer.Option(
 def backend_options_help(command: str) -> str:
     """The installed backends' own options for ``command``, for the end of its ``--help`` (read
     from the plugins' registrations, so no model code is imported)."""
-    from .plugins import get_backends
+    from vmc_cli.models.plugins import get_backends
 
     lines = [f"{b.name}: " + "; ".join(o.usage().replace("[", "\\[") for o in b.options if command in o.commands)
              for b in get_backends().values() if any(command in o.commands for o in b.options)]
@@ -54,8 +54,8 @@ def backend_options_help(command: str) -> str:
 
 def generate_defaults_help() -> str:
     """Each installed backend's generation defaults (from the registrations), for ``--help``."""
-    from .plugins import get_backends
-    from .tune_config import describe_generate_defaults
+    from vmc_cli.models.plugins import get_backends
+    from vmc_cli.method.tune_config import describe_generate_defaults
 
     return "Generation defaults by backend: " + "; ".join(
         f"{b.name}: {describe_generate_defaults(b.defaults)}" for b in get_backends().values()) + "."
@@ -86,19 +86,19 @@ class RunOptions:
 
     def reporter(self, quiet: bool = False):
         """Progress on stderr (none with --quiet or --json, or when ``quiet``)."""
-        from .output import reporter
+        from vmc_cli.commands.output import reporter
 
         return reporter(self.as_json, self.quiet or quiet)
 
     def runtime(self, command: str, progress, device: str | None = None):
-        """The :class:`vmc_cli.runtime.Runtime` of ``command`` (``device``: one placed for this process)."""
-        from .backend_options import parse_given
-        from .runtime import Runtime
+        """The :class:`vmc_cli.jobs.runtime.Runtime` of ``command`` (``device``: one placed for this process)."""
+        from vmc_cli.backend_options import parse_given
+        from vmc_cli.jobs.runtime import Runtime
 
         return Runtime(device or self.device, self.dtype, self.model_path, progress, parse_given(self.option), command)
 
     def store(self):
-        from .profiles import ProfileStore
+        from vmc_cli.store.profiles import ProfileStore
 
         return ProfileStore(self.home)
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .errors import VmcError
+from vmc_cli.errors import VmcError
 
 #: a LoRA as modules -> {"A": tensor, "B": tensor, "alpha": float or None}
 Pairs = dict
@@ -135,7 +135,7 @@ def write_tensors(pairs: Pairs, layout: LoraLayout) -> dict:
 def metadata(manifest: dict, *, layout: LoraLayout, fmt: str, rank: int, strength: float) -> dict[str, str]:
     """The safetensors header of an exported file: kohya's ``ss_*`` keys (what ComfyUI and other
     UIs list for a LoRA) and vmc's own; every value a string, as the format requires."""
-    from . import __version__
+    from vmc_cli import __version__
 
     backend = manifest.get("backend", {})
     model = backend.get("models", {}).get("keyframes", {})

@@ -9,9 +9,9 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-from .errors import VmcError
+from vmc_cli.errors import VmcError
 
-#: motion-distillation losses (``vmc_cli.motion.motion_distillation_loss`` documents them)
+#: motion-distillation losses (``vmc_cli.method.motion.motion_distillation_loss`` documents them)
 LOSSES = ("cos", "l2", "official", "x0cos", "noise")
 TARGETS = ("qkv", "temporal", "attention")
 

@@ -89,7 +89,7 @@ def plot_tracks(tracks: dict, size: tuple[int, int], path: str | Path, title: st
     if any(len(tracks.get(k, [])) for k in ("source", "output")):
         ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
-    from .video import write_file
+    from vmc_cli.io.video import write_file
 
     try:  # a temporary file renamed into place (through symlinks), or written through to a device
         write_file(Path(path), lambda tmp: fig.savefig(tmp, format="png"), ".png")
@@ -102,7 +102,7 @@ def write_outputs(key, frames, source_key, out: Path, fmt: str | None, fps: floa
                   side_by_side_out: Path | None) -> dict:
     """The video, and the key-frames and source/key-frame pair when asked for, each about the
     video's duration at a whole frame rate (GIF delays are coarse)."""
-    from .video import write_video
+    from vmc_cli.io.video import write_video
 
     path = write_video(frames, out, fmt, fps)
     key_fps = max(1, round(fps * len(key) / len(frames)))

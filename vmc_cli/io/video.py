@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import VmcError
-from .media import ffmpeg_exe, frame_size_from_banner
+from vmc_cli.errors import VmcError
+from vmc_cli.io.media import ffmpeg_exe, frame_size_from_banner
 
 FORMATS = ("mp4", "gif", "png")
 
@@ -268,6 +268,6 @@ def write_video(frames: np.ndarray, path: str | Path, fmt: str | None = None, fp
 def read_frames(path: str | Path) -> np.ndarray:
     """A video file, a folder of frames (as ``--format png`` writes, or jpg/webp) or a glob,
     as uint8 frames at their stored size."""
-    from .clips import read_clip
+    from vmc_cli.io.clips import read_clip
 
     return read_clip(path, None, "none").frames

@@ -12,8 +12,8 @@ from typing import Callable
 
 import pluggy
 
-from . import hookspecs
-from .errors import VmcError
+from vmc_cli import hookspecs
+from vmc_cli.errors import VmcError
 
 pm = pluggy.PluginManager("vmc")
 pm.add_hookspecs(hookspecs)
@@ -53,7 +53,7 @@ class BackendEntry:
     tune_defaults: dict = field(default_factory=dict)
     #: the options it takes (:class:`vmc_cli.backend_options.BackendOption`)
     options: tuple = ()
-    #: its generation defaults: the method's (``vmc_cli.tune_config.GENERATE_DEFAULTS``) with its own over them
+    #: its generation defaults: the method's (``vmc_cli.method.tune_config.GENERATE_DEFAULTS``) with its own over them
     defaults: dict = field(default_factory=dict)
 
 
@@ -69,8 +69,8 @@ def get_backends() -> dict[str, BackendEntry]:
                 f"backend {name!r} is registered twice ({backends[name].plugin} and {plugin})",
                 "uninstall one of the two plugins",
             )
-        from .backend_options import check_declarations
-        from .tune_config import check_generate_defaults, check_tune_defaults
+        from vmc_cli.backend_options import check_declarations
+        from vmc_cli.method.tune_config import check_generate_defaults, check_tune_defaults
 
         backends[name] = BackendEntry(name, factory, description, plugin,
                                       check_tune_defaults(name, dict(tune_defaults or {})),

@@ -11,8 +11,8 @@ from typing import Callable
 
 import torch
 
-from .progress import SILENT, Reporter
-from .schedule import flow_grid, is_flow_scheduler, start_index, strength_start  # noqa: F401 (re-exported)
+from vmc_cli.progress import SILENT, Reporter
+from vmc_cli.method.schedule import flow_grid, is_flow_scheduler, start_index, strength_start  # noqa: F401 (re-exported)
 
 Predict = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -80,7 +80,7 @@ ddim_sample = sample
 def start_noised(scheduler, x: torch.Tensor, noise: torch.Tensor, steps: int,
                  strength: float) -> tuple[torch.Tensor, int | float]:
     """Video-to-video: ``x`` noised with ``noise`` to where a sampling of ``steps`` steps at
-    ``strength`` starts (:func:`vmc_cli.schedule.strength_start`), and that timestep (give it
+    ``strength`` starts (:func:`vmc_cli.method.schedule.strength_start`), and that timestep (give it
     to :func:`sample` as ``start_timestep``)."""
     start = strength_start(scheduler, steps, strength)
     if is_flow_scheduler(scheduler):

@@ -1,6 +1,9 @@
-"""The user-level jobs behind the commands: tune a clip into a profile, invert it,
-generate from it. Commands only parse options and print; these do the work, with the method
-itself in :class:`vmc_cli.pipeline.MotionPipeline` and the input checks in ``vmc_cli.checks``.
+"""The user-level jobs behind the commands: tune a clip into a profile, invert it, generate from
+it (here), export a profile as a LoRA file (:mod:`.export`) and import one made elsewhere
+(:mod:`.importing`), each on a :class:`.runtime.Runtime` (device, dtype, model, the backend's
+options) that loads a backend and a profile's weights onto it. Commands only parse options and
+print; these do the work, with the method itself in :class:`vmc_cli.method.pipeline.MotionPipeline`
+and the input checks in :mod:`vmc_cli.checks`.
 """
 
 from __future__ import annotations
@@ -8,18 +11,18 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .checks import check_counts, check_options, check_outputs, check_strength, or_default
-from .generate_config import GenerateConfig
-from .clips import clip_sha256, pick_frames, read_clip
-from .errors import VmcError
-from .manifests import TuneJob, tune_manifest
-from .pictures import write_outputs
-from .pipeline import MotionPipeline
-from .progress import Reporter
-from .profiles import CLIP, INVERSION, WEIGHTS, ProfileStore, now, slug, validate_name
-from .prompts import appearance_invariant
-from .runtime import Runtime, default_backend, load_profile, recordable_model_path
-from .tuning import BACKEND_TUNABLE, TuneConfig, resolve_config, tune
+from vmc_cli.checks import check_counts, check_options, check_outputs, check_strength, or_default
+from vmc_cli.method.generate_config import GenerateConfig
+from vmc_cli.io.clips import clip_sha256, pick_frames, read_clip
+from vmc_cli.errors import VmcError
+from vmc_cli.store.manifests import TuneJob, tune_manifest
+from vmc_cli.io.pictures import write_outputs
+from vmc_cli.method.pipeline import MotionPipeline
+from vmc_cli.progress import Reporter
+from vmc_cli.store.profiles import CLIP, INVERSION, WEIGHTS, ProfileStore, now, slug, validate_name
+from vmc_cli.method.prompts import appearance_invariant
+from vmc_cli.jobs.runtime import Runtime, default_backend, load_profile, recordable_model_path
+from vmc_cli.method.tuning import BACKEND_TUNABLE, TuneConfig, resolve_config, tune
 
 
 def tune_clip(clip: str | Path, prompt: str, *, store: ProfileStore, runtime: Runtime,
@@ -43,8 +46,8 @@ def tune_clip(clip: str | Path, prompt: str, *, store: ProfileStore, runtime: Ru
     name = validate_name(slug(tuning_prompt) if name is None else name)  # --name '' is refused, not replaced
     if store.exists(name) and not force:
         raise VmcError(f"profile {name!r} already exists", "pass --name NEW, or --force to replace it")
-    from .checkpoints import staging_root
-    from .plugins import get_backend
+    from vmc_cli.store.checkpoints import staging_root
+    from vmc_cli.models.plugins import get_backend
 
     if resume and not (staging_root(store.home) / name).is_dir():
         raise VmcError(f"--resume: there is no unfinished tune of {name!r} to continue",
@@ -74,7 +77,7 @@ def tune_clip(clip: str | Path, prompt: str, *, store: ProfileStore, runtime: Ru
 
 
 def _tune_locked(job: TuneJob, store: ProfileStore, runtime: Runtime) -> dict:
-    from .checkpoints import Checkpointer
+    from vmc_cli.store.checkpoints import Checkpointer
 
     backend, name, config = job.backend, job.name, job.config
     runtime.load(backend, ("keyframes",))
@@ -216,7 +219,7 @@ def generate(name: str, prompts: list[str], outputs: list[Path], *, store: Profi
              sync=None) -> list[dict]:
     """Sample new key-frames with each prompt from the profile's inverted noise, run the cascade, write videos
     (and, with ``keyframe_outputs``, the key-frames of the same run). ``config``: the generation
-    settings (:class:`vmc_cli.generate_config.GenerateConfig`, checked when made; None: defaults).
+    settings (:class:`vmc_cli.method.generate_config.GenerateConfig`, checked when made; None: defaults).
 
     ``sync``: one process of several (``accelerate launch``), with ``is_main`` and ``wait()``
     (a barrier, reached exactly once): the main process inverts and saves the clip first,

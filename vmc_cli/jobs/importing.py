@@ -1,7 +1,7 @@
 """``vmc import FILE --backend B --name NAME``: a motion LoRA made elsewhere becomes a profile.
 
 The file's layout is told from its keys (any layout the backend reads: diffusers', ComfyUI's,
-the original motion-LoRA one; :mod:`vmc_cli.lora_files`). The key-frame model is loaded, the
+the original motion-LoRA one; :mod:`vmc_cli.models.lora_files`). The key-frame model is loaded, the
 factors are checked against its modules' shapes, and the profile is written the way a tuned one
 is (atomically, nothing on a refusal):
 
@@ -19,17 +19,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import __version__
-from .errors import VmcError
-from .profiles import SCHEMA, WEIGHTS, ProfileStore, now, validate_name
-from .runtime import Runtime
+from vmc_cli import __version__
+from vmc_cli.errors import VmcError
+from vmc_cli.store.profiles import SCHEMA, WEIGHTS, ProfileStore, now, validate_name
+from vmc_cli.jobs.runtime import Runtime
 
 
 def merged_weights(unet, pairs: dict, source: Path) -> dict:
     """``W0 + scale B A`` for each module's weight (float32), checked against the model's shapes."""
     import torch
 
-    from .lora_files import scale_of
+    from vmc_cli.models.lora_files import scale_of
 
     params = dict(unet.named_parameters())
     weights = {}
@@ -50,9 +50,9 @@ def merged_weights(unet, pairs: dict, source: Path) -> dict:
 def import_lora(path: str | Path, *, backend_name: str, name: str, store: ProfileStore, runtime: Runtime,
                 force: bool = False) -> dict:
     """Read the LoRA file at ``path`` and write it as profile ``name`` of ``backend_name``."""
-    from .lora_files import read_lora
-    from .media import file_sha256
-    from .plugins import get_backend
+    from vmc_cli.models.lora_files import read_lora
+    from vmc_cli.io.media import file_sha256
+    from vmc_cli.models.plugins import get_backend
 
     path = Path(path)
     validate_name(name)
