@@ -6,7 +6,7 @@ Cheap to import (``vmc backends`` imports every plugin); the models load in
 
 from vmc_cli import hookimpl
 from vmc_cli.backend_options import BackendOption
-from vmc_latent import speed_options
+from vmc_latent import revision_option, speed_options
 
 #: its generation defaults where they depart from the method's (AnimateDiff's 50 steps, guidance 7.5)
 DEFAULTS = {"invert_steps": 50, "sample_steps": 50, "guidance": 7.5}
@@ -15,13 +15,11 @@ OPTIONS = (
     BackendOption("model_path", env="VMC_ANIMATEDIFF_BASE",
                   help="the Stable Diffusion 1.5 base, a hub id (default stable-diffusion-v1-5/stable-diffusion-v1-5) "
                        "or a folder (an AnimateDiffPipeline folder brings its own adapter)"),
-    BackendOption("base_revision", env="VMC_ANIMATEDIFF_BASE_REVISION",
-                  help="the hub revision of the base (default: the commit vmc pins for the default id, else main)"),
+    revision_option("base_revision", "VMC_ANIMATEDIFF_BASE_REVISION", "the base"),
     BackendOption("adapter", env="VMC_ANIMATEDIFF_ADAPTER", kept=True,
                   help="the MotionAdapter, a hub id or a folder (default guoyww/animatediff-motion-adapter-v1-5-2); "
                        "a profile keeps the one it was tuned with"),
-    BackendOption("adapter_revision", env="VMC_ANIMATEDIFF_ADAPTER_REVISION",
-                  help="the hub revision of the adapter (default: the commit vmc pins for the default id, else main)"),
+    revision_option("adapter_revision", "VMC_ANIMATEDIFF_ADAPTER_REVISION", "the adapter"),
     *speed_options("ANIMATEDIFF"),
 )
 

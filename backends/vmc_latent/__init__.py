@@ -34,6 +34,15 @@ from vmc_cli.errors import VmcError
 RUNS = ("tune", "invert", "generate")
 
 
+def revision_option(name: str, env: str, what: str = "the model", **kwargs):
+    """A declared hub revision (``--option NAME=REV`` or ``env``): a backend pins the commit it
+    loads for the ids it knows, and this overrides the pin (``main``: the newest)."""
+    from vmc_cli.backend_options import BackendOption
+
+    return BackendOption(name, env=env, help=f"the hub revision of {what} (default: the commit vmc pins for a "
+                                             "known id, else main)", **kwargs)
+
+
 def speed_options(name: str) -> tuple:
     """The memory switches every latent backend declares, with its variables
     ``VMC_<NAME>_OFFLOAD`` and ``VMC_<NAME>_GRADIENT_CHECKPOINTING``."""

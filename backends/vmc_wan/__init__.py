@@ -23,7 +23,7 @@ fits 24 GB.
 
 from vmc_cli import hookimpl
 from vmc_cli.backend_options import BackendOption
-from vmc_latent import speed_options
+from vmc_latent import revision_option, speed_options
 
 #: the rank tuning's adapters get (``--option lora_rank=8``)
 LORA_RANK = BackendOption("lora_rank", int, default=16, commands=("tune",), range=(1, None),
@@ -36,8 +36,7 @@ OPTIONS = (
     BackendOption("model_path", env="VMC_WAN_MODEL",
                   help="a hub id (default Wan-AI/Wan2.1-T2V-1.3B-Diffusers) or a folder WanPipeline.save_pretrained "
                        "wrote"),
-    BackendOption("revision", env="VMC_WAN_REVISION",
-                  help="the hub revision of the model (default: the commit vmc pins for the default id, else main)"),
+    revision_option("revision", "VMC_WAN_REVISION"),
     BackendOption("keyframes", env="VMC_WAN_KEYFRAMES", kept=True,
                   help="FRAMESxWIDTHxHEIGHT of the key-frames (default 33x832x480; frames 4k+1, sides multiples of "
                        "16)"),

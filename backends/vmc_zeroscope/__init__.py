@@ -6,7 +6,7 @@ Cheap to import (``vmc backends`` imports every plugin); the models load in
 
 from vmc_cli import hookimpl
 from vmc_cli.backend_options import BackendOption
-from vmc_latent import speed_options
+from vmc_latent import revision_option, speed_options
 
 #: its generation defaults where they depart from the method's (diffusers' 50 steps for these UNets)
 DEFAULTS = {"invert_steps": 50, "sample_steps": 50}
@@ -15,12 +15,10 @@ OPTIONS = (
     BackendOption("model_path", env="VMC_ZEROSCOPE_MODEL",
                   help="a hub id (cerspense/zeroscope_v2_576w by default, or damo-vilab/text-to-video-ms-1.7b) or a "
                        "folder TextToVideoSDPipeline.save_pretrained wrote"),
-    BackendOption("revision", env="VMC_ZEROSCOPE_REVISION",
-                  help="the hub revision of the model (default: the commit vmc pins for a known id, else main)"),
+    revision_option("revision", "VMC_ZEROSCOPE_REVISION"),
     BackendOption("xl_path", env="VMC_ZEROSCOPE_XL_PATH", commands=("generate",),
                   help="a local ZeroScope XL folder for --stages all,xl (default: cerspense/zeroscope_v2_XL)"),
-    BackendOption("xl_revision", env="VMC_ZEROSCOPE_XL_REVISION", commands=("generate",),
-                  help="the hub revision of ZeroScope XL (default main)"),
+    revision_option("xl_revision", "VMC_ZEROSCOPE_XL_REVISION", "ZeroScope XL", commands=("generate",)),
     BackendOption("xl_size", env="VMC_ZEROSCOPE_XL_SIZE", commands=("generate",),
                   help="WIDTHxHEIGHT of the XL upscale (default 1024x576; twice the key-frames for a local XL folder)"),
     *speed_options("ZEROSCOPE"),
