@@ -76,7 +76,7 @@ def check_whole(home: Path, run_cli, tmp_path: Path, generate: bool = True) -> l
 
 
 # -- killed at random moments ----------------------------------------------------------
-def test_twenty_sigkills_leave_only_whole_profiles(clip_path, tmp_path, run_cli, monkeypatch):
+def test_sigkills_at_random_moments_leave_only_whole_profiles(clip_path, tmp_path, run_cli, monkeypatch):
     home = tmp_path / "home"
     monkeypatch.setenv("VMC_HOME", str(home))
     ops = {
@@ -94,7 +94,7 @@ def test_twenty_sigkills_leave_only_whole_profiles(clip_path, tmp_path, run_cli,
         durations[op] = time.perf_counter() - began
     rng = random.Random(0)
     kills = 0
-    for i in range(20):
+    for i in range(8):  # two of each, at random moments (twenty took 2 minutes of a 6-minute suite)
         op = list(ops)[i % len(ops)]
         proc = start(home, *ops[op](i))
         time.sleep(rng.uniform(0.1, 0.8 * durations[op]))  # within the run, whatever the load
@@ -102,7 +102,7 @@ def test_twenty_sigkills_leave_only_whole_profiles(clip_path, tmp_path, run_cli,
             proc.send_signal(signal.SIGKILL)
             kills += 1
         proc.communicate()
-    assert kills >= 12  # the kills land while the commands run, not after (a loaded machine varies)
+    assert kills >= 5  # the kills land while the commands run, not after (a loaded machine varies)
     names = check_whole(home, run_cli, tmp_path)
     assert "base" in names  # it existed before the campaign; no kill may lose it
     # The next write cleans up after the killed ones (listing already recovers, too).
