@@ -1,9 +1,8 @@
 """The shapes model: saved in the diffusers layout and loaded back exactly (float16 storage);
 the training script records its recipe, and a v-prediction target is what it learns."""
 
-import subprocess
-import sys
 
+import forked
 import pytest
 import torch
 
@@ -32,8 +31,9 @@ def test_save_and_load_round_trip(tmp_path):
 @pytest.mark.slow
 def test_training_script_runs_and_records_its_recipe(tmp_path):
     out = tmp_path / "w"
-    subprocess.run([sys.executable, "-m", "vmc_shapes.train", "--steps", "2", "--batch", "2", "--clips", "4",
-                    "--device", "cpu", "--out", str(out)], check=True, capture_output=True)
+    r = forked.run_python(["--steps", "2", "--batch", "2", "--clips", "4", "--device", "cpu", "--out", out],
+                          module="vmc_shapes.train")  # its own process, without the interpreter's start-up
+    assert r.returncode == 0, r.stderr
     record = shapes_model.training_record(out)
     assert record["steps_done"] == 2 and record["recipe"]["batch"] == 2 and record["finished"] is True
     assert record["final_loss_mean_last_200"] > 0
@@ -49,9 +49,10 @@ def test_frame_position_gains_learn_at_their_own_rate(tmp_path):
 
     def gains_after_one_step(scale: float) -> torch.Tensor:
         out = tmp_path / f"w{scale:g}"
-        subprocess.run([sys.executable, "-m", "vmc_shapes.train", "--steps", "1", "--warmup", "1", "--batch", "2",
-                        "--clips", "4", "--device", "cpu", "--lr", "1e-4", "--ema", "0", "--frame-positions", "8",
-                        "--gain-lr-scale", str(scale), "--out", str(out)], check=True, capture_output=True)
+        r = forked.run_python(["--steps", "1", "--warmup", "1", "--batch", "2", "--clips", "4", "--device", "cpu",
+                               "--lr", "1e-4", "--ema", "0", "--frame-positions", "8", "--gain-lr-scale", scale,
+                               "--out", out], module="vmc_shapes.train")
+        assert r.returncode == 0, r.stderr
         assert shapes_model.training_record(out)["recipe"]["gain_lr_scale"] == scale
         weights = load_file(out / "unet" / "diffusion_pytorch_model.safetensors")
         return torch.cat([v.float().abs().flatten() for k, v in weights.items() if k.endswith("frame_position_gain")])

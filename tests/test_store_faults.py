@@ -1,8 +1,9 @@
 """A fault campaign on the profile store: killed runs, a killed replacement between its two
 renames, two tunes of one name at once, writes the file system refuses.
 
-Every command here runs as a real ``python -m vmc_cli`` process on the tiny backend, so a
-SIGKILL is a real one (no cleanup code runs). The promises checked afterwards:
+Every command here runs as a process of its own on the tiny backend (a fork of the test process,
+:mod:`forked`, which skips the interpreter's start-up), so a SIGKILL is a real one (no cleanup
+code runs) and a lock is held by another process. The promises checked afterwards:
 every profile ``vmc profiles list`` shows loads (checksums match) and generates, the
 listing works, nothing half-written is listed, and what killed runs left behind (hidden
 folders holding weights) is gone after the next write.
@@ -21,6 +22,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import forked
 import pytest
 
 from vmc_cli.store.profiles import MANIFEST, ProfileStore
@@ -39,14 +41,12 @@ def env(home: Path) -> dict:
             "VMC_DEBUG": ""}
 
 
-def vmc(home: Path, *args, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "vmc_cli", *map(str, args)], env=env(home),
-                          capture_output=True, text=True, timeout=300, **kw)
+def vmc(home: Path, *args, before=None):
+    return forked.run(args, env(home), before)
 
 
-def start(home: Path, *args) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "vmc_cli", *map(str, args)], env=env(home),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def start(home: Path, *args) -> forked.Forked:
+    return forked.start(args, env(home))
 
 
 def hidden(home: Path) -> list[str]:
@@ -111,25 +111,21 @@ def test_sigkills_at_random_moments_leave_only_whole_profiles(clip_path, tmp_pat
 
 
 # -- killed between the two renames of a replacement -----------------------------------
-KILL_AT_SECOND_RENAME = textwrap.dedent("""
-    import os, signal, sys
-    from pathlib import Path
+def kill_at_second_rename() -> None:
+    """In the child: die at the second rename of a replacement, as a SIGKILL would, when the new
+    state goes into the place the old one has just left (an .old- folder exists)."""
     real = os.replace
+
     def replace(src, dst, *a, **kw):
-        # The second rename of a replacement: the new state goes into the place the old
-        # one has just left (an .old- folder exists). Die right there, as a SIGKILL would.
         if Path(src).name.startswith(".tmp-") and any(p.name.startswith(".old-") for p in Path(src).parent.iterdir()):
             os.kill(os.getpid(), signal.SIGKILL)
         return real(src, dst, *a, **kw)
+
     os.replace = replace
-    from vmc_cli.cli import main
-    main(sys.argv[1:])
-""")
 
 
-def run_killed_at_second_rename(home: Path, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", KILL_AT_SECOND_RENAME, *map(str, args)], env=env(home),
-                          capture_output=True, text=True, timeout=300)
+def run_killed_at_second_rename(home: Path, *args):
+    return vmc(home, *args, before=kill_at_second_rename)
 
 
 def profile_files(folder: Path) -> dict[str, bytes]:
@@ -268,7 +264,7 @@ def test_a_refused_write_is_one_line_and_loses_nothing(clip_path, tmp_path, run_
         "invert": ["invert", "disc", *FAST["invert"]],
     }
     for case, args in cases.items():
-        r = vmc(home, *args, preexec_fn=limit_file_size(64 * 1024))  # the tensor files are larger
+        r = vmc(home, *args, before=limit_file_size(64 * 1024))  # the tensor files are larger
         assert r.returncode == 1, (case, r.stderr)
         lines = r.stderr.strip().splitlines()  # progress bars, then the error and its hint
         assert [line for line in lines if line.startswith("Error")] == [lines[-2]], (case, r.stderr)
@@ -290,7 +286,7 @@ def test_generate_still_writes_the_video_when_the_inversion_cannot_be_saved(clip
     before = profile_files(home / "profiles" / "disc")
     out = tmp_path / "out.gif"  # a GIF of 8 64x40 frames is far below the limit
     r = vmc(home, "generate", "disc", "-p", "a cube", "-o", out, *FAST["generate"],
-            preexec_fn=limit_file_size(128 * 1024))
+            before=limit_file_size(128 * 1024))
     assert r.returncode == 0, r.stderr
     assert out.is_file()
     assert "the inversion was not saved into the profile (cannot write profile 'disc'" in r.stderr

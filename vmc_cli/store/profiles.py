@@ -53,6 +53,9 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 #: earlier versions used (``tempfile.mkdtemp``).
 _STAGED = re.compile(r"\.(tmp|old)-(?P<name>[A-Za-z0-9._-]+?)(~[0-9a-f]+|-[A-Za-z0-9_]{8})")
 _LOCKS: dict[str, Any] = {}  # one FileLock per lock file in this process (re-entrant)
+# A forked child is another process: it holds none of its parent's locks (filelock refuses
+# instances inherited across a fork).
+os.register_at_fork(after_in_child=_LOCKS.clear)
 
 
 class StoreBusy(VmcError):
