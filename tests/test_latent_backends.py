@@ -7,8 +7,6 @@ CLIP text model with a tokenizer written offline, as diffusers' own tests do), s
 
 from __future__ import annotations
 
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -318,15 +316,32 @@ def test_animatediff_pipeline_folder_and_adapter_refused_elsewhere(run_cli, clip
 
 
 # -- both ------------------------------------------------------------------------------------------
+def offline_empty_cache(folder):
+    """In the child: the hub offline over an empty cache (what HF_HUB_OFFLINE=1 and a new HF_HOME
+    give a fresh interpreter, set where huggingface_hub reads them)."""
+    def apply():
+        from huggingface_hub import constants
+
+        constants.HF_HUB_OFFLINE = True
+        constants.HF_HUB_CACHE = str(folder)
+    return apply
+
+
+def tune_offline(backend, clip_path, tmp_path, **variables):
+    """``vmc tune`` as a process of its own (:mod:`forked`), offline, with no model files anywhere."""
+    import forked
+
+    env = {**__import__("os").environ, "HF_HUB_OFFLINE": "1", "VMC_HOME": str(tmp_path / "home"), **variables}
+    return forked.run(["tune", clip_path, "-p", "a disc", "--backend", backend, "--steps", "1"], env,
+                      before=offline_empty_cache(tmp_path / "empty-hf"))
+
+
 @pytest.mark.parametrize("backend, names", [
     ("zeroscope", ["cerspense/zeroscope_v2_576w"]),
     ("animatediff", ["stable-diffusion-v1-5/stable-diffusion-v1-5", "guoyww/animatediff-motion-adapter-v1-5-2"]),
 ])
 def test_offline_without_the_files_is_one_error_with_the_download_commands(backend, names, clip_path, tmp_path):
-    env = {**__import__("os").environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "empty-hf"),
-           "VMC_HOME": str(tmp_path / "home")}
-    r = subprocess.run([sys.executable, "-m", "vmc_cli", "tune", str(clip_path), "-p", "a disc", "--backend", backend,
-                        "--steps", "1"], env=env, capture_output=True, text=True, timeout=300)
+    r = tune_offline(backend, clip_path, tmp_path)
     assert r.returncode == 1
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 2 and lines[0].startswith("Error: ") and lines[1].startswith("Hint: "), r.stderr
@@ -344,10 +359,7 @@ def test_offline_without_the_files_is_one_error_with_the_download_commands(backe
     ("animatediff", "VMC_ANIMATEDIFF_ADAPTER_REVISION", "guoyww/animatediff-motion-adapter-v1-5-2"),
 ])
 def test_the_revision_variable_overrides_the_pin(backend, variable, name, clip_path, tmp_path):
-    env = {**__import__("os").environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "empty-hf"),
-           "VMC_HOME": str(tmp_path / "home"), variable: "main"}
-    r = subprocess.run([sys.executable, "-m", "vmc_cli", "tune", str(clip_path), "-p", "a disc", "--backend", backend,
-                        "--steps", "1"], env=env, capture_output=True, text=True, timeout=300)
+    r = tune_offline(backend, clip_path, tmp_path, **{variable: "main"})
     assert r.returncode == 1
     assert f"{name}@main" in r.stderr and f"hf download {name}" in r.stderr, r.stderr
     assert f"hf download {name} --revision" not in r.stderr
