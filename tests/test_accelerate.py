@@ -26,7 +26,7 @@ LAUNCH = ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", 
 COMMON = ["--stages", "keyframes", "--steps", "2", "--invert-steps", "2", "--format", "png"]
 
 
-@pytest.mark.parametrize("count", [5, 1])
+@pytest.mark.parametrize("count", [3, 1])  # 3: shares of 2 and 1; 1: one process has none
 def test_prompts_are_split_across_two_processes(run_cli, clip_path, tmp_path, vmc_home, count):
     assert run_cli("tune", clip_path, "-p", "a disc", "--steps", "1", "--name", "d").code == 0
     prompts = ["a red cube", "a blue ball", "a green cone", "a white star", "a black ring"][:count]
