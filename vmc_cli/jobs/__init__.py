@@ -9,6 +9,7 @@ and the input checks in :mod:`vmc_cli.checks`.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from vmc_cli.checks import check_counts, check_options, check_outputs, check_strength, or_default
@@ -230,11 +231,10 @@ def generate(name: str, prompts: list[str], outputs: list[Path], *, store: Profi
     wanted_stages = config.stage_names()
     check_outputs(outputs, fmt, keyframe_outputs, side_by_side_outputs)
     init = resolve_init(config.init, name, store.manifest(name), runtime.progress, side_by_side_outputs)
+    config = replace(config, init=init)
     # base first: the model holds the base weights while it inverts, the profile's come after
     backend, manifest = load_profile(name, store=store, runtime=runtime, backend_name=backend_name,
-                                     stages=wanted_stages,
-                                     motion_scale=0.0 if init == "inverted" and config.invert_with == "base"
-                                     else config.motion_scale)
+                                     stages=wanted_stages, motion_scale=config.inversion_scale)
     config = config.resolve(backend, init)
     negative = config.negative_prompt
     # Every prompt is encoded once, then the text encoder can go (a batch must not reload it).
